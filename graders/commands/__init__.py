@@ -1,0 +1,1 @@
+"""faultdrill subcommands, one module each (see graders/cli.py)."""
