@@ -1,0 +1,136 @@
+"""The driver interface: how graders start, stop, damage and inspect a submission.
+
+Why an abstract interface: checks are written once and run against local processes or
+containers alike; everything a check may do to a service (signals, pause, memory damage,
+log capture) goes through `Deployment`, so a driver is the only place that knows how.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from ..manifest import ROLES, Submission
+
+__all__ = ["ROLES", "SPEC_ENV_VARS", "PASSTHROUGH_ENV", "Endpoint", "StartError",
+           "CleanupReport", "Deployment", "Driver"]
+
+#: Every variable of SPEC §2: the only FD_* variables a grader may set.
+SPEC_ENV_VARS = frozenset({
+    "FD_ROLE", "FD_LISTEN_HOST", "FD_LISTEN_PORT", "FD_HTTP_PORT", "FD_TOKEN", "FD_MEMORY_DIR",
+    "FD_MEMORY_RETENTION", "FD_COLLECTOR_ADDR", "FD_ANALYZER_ADDR", "FD_REPORTER_ADDR",
+    "FD_ROUTES", "FD_ATTEMPT_TIMEOUT_MS", "FD_TASK_DEADLINE_MS", "FD_RETRY_MAX_ATTEMPTS",
+    "FD_RETRY_BASE_MS", "FD_RETRY_CAP_MS", "FD_QUEUE_SIZE", "FD_WORKERS", "FD_MAX_CONNECTIONS",
+    "FD_IDLE_TIMEOUT_MS", "FD_SHUTDOWN_GRACE_MS", "FD_LOG_LEVEL", "FD_TLS_CERT", "FD_TLS_KEY",
+    "FD_TLS_CA", "FD_TLS_CLIENT_AUTH",
+})
+#: The non-SPEC variables that survive scrubbing (SPEC §2).
+PASSTHROUGH_ENV = frozenset({"PATH", "HOME", "LANG", "TZ", "PYTHONUNBUFFERED"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    role: str
+    host: str
+    port: int
+    http_port: int
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class StartError(Exception):
+    """A service did not become started (SPEC §3) in time, or exited while starting."""
+
+    def __init__(self, role: str, message: str, output_tail: list[str] | None = None,
+                 exit_code: int | None = None):
+        self.role = role
+        self.message = message
+        self.output_tail = list(output_tail or [])
+        self.exit_code = exit_code
+        tail = "\n".join(f"    {line}" for line in self.output_tail[-20:])
+        super().__init__(f"{role}: {message}" + (f"\n  last output:\n{tail}" if tail else ""))
+
+
+@dataclass
+class CleanupReport:
+    """What `Deployment.close()` found and did; `ok` is False if anything survived."""
+    stopped: dict[str, int | None] = field(default_factory=dict)
+    stray_pids: list[int] = field(default_factory=list)      # found after the services exited
+    survivors: list[int] = field(default_factory=list)       # still alive after SIGKILL
+    removed_dirs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.survivors and not self.errors
+
+
+class Deployment(ABC):
+    """One submission's four services; ports and memory dirs are fixed at creation."""
+
+    @abstractmethod
+    def endpoint(self, role: str) -> Endpoint: ...
+
+    @abstractmethod
+    def start(self, role: str, env: dict[str, str] | None = None, *, wait: bool = True,
+              timeout: float = 10.0) -> None: ...
+
+    @abstractmethod
+    def stop(self, role: str, *, grace: float = 5.0) -> int | None: ...
+
+    @abstractmethod
+    def signal_term(self, role: str) -> None: ...
+
+    @abstractmethod
+    def wait(self, role: str, timeout: float) -> int | None: ...
+
+    @abstractmethod
+    def kill(self, role: str) -> None: ...
+
+    @abstractmethod
+    def pause(self, role: str) -> None: ...
+
+    @abstractmethod
+    def resume(self, role: str) -> None: ...
+
+    @abstractmethod
+    def restart(self, role: str, *, timeout: float = 10.0) -> None: ...
+
+    @abstractmethod
+    def running(self, role: str) -> bool: ...
+
+    @abstractmethod
+    def exit_code(self, role: str) -> int | None: ...
+
+    @abstractmethod
+    def memory_files(self, role: str) -> list[str]: ...
+
+    @abstractmethod
+    def read_memory(self, role: str, relpath: str) -> bytes: ...
+
+    @abstractmethod
+    def write_memory(self, role: str, relpath: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def make_unreadable(self, role: str, relpath: str) -> None: ...
+
+    @abstractmethod
+    def logs(self, role: str, stream: str = "stderr") -> list[str]: ...
+
+    @abstractmethod
+    def close(self) -> CleanupReport: ...
+
+    def __enter__(self) -> "Deployment":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Driver(ABC):
+    name: str = "abstract"
+
+    @abstractmethod
+    def deploy(self, submission: Submission, *,
+               base_env: dict[str, dict[str, str]]) -> Deployment: ...
