@@ -4,7 +4,8 @@
 # engine is started by hand; every step is idempotent and every wait is bounded so CI can
 # run this script on every build.
 #
-# Usage: docker/install-engine.sh            (needs root; re-running is harmless)
+# Usage: docker/install-engine.sh              (needs root; re-running is harmless)
+#        docker/install-engine.sh --start-only (never installs: only starts dockerd)
 # Env:   FD_DOCKERD_WAIT   seconds to wait for the daemon socket (default 60)
 #        FD_DOCKERD_LOG    dockerd log file (default /var/log/faultdrill-dockerd.log)
 set -euo pipefail
@@ -21,15 +22,20 @@ if [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 
+START_ONLY=0
+[ "${1:-}" = "--start-only" ] && START_ONLY=1
+
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-if [ "${#need[@]}" -gt 0 ]; then
+if [ "${START_ONLY}" = 1 ]; then
+  command -v dockerd >/dev/null 2>&1 || { log "dockerd is not installed (--start-only)"; exit 1; }
+elif [ "${#need[@]}" -gt 0 ]; then
   log "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  timeout 600 apt-get update -qq
-  timeout 900 apt-get install -y -qq --no-install-recommends "${need[@]}" iptables >/dev/null
+  timeout 600 apt-get -o DPkg::Lock::Timeout=300 update -qq
+  timeout 900 apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}" iptables >/dev/null
 else
   log "packages already installed"
 fi

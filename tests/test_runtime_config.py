@@ -31,7 +31,7 @@ def test_defaults_per_role(role, port):
     c = cfg(role)
     assert (c.role, c.listen_host, c.listen_port, c.http_port) == (role, "127.0.0.1", port, port + 100)
     assert c.token == "s3cret"
-    assert c.memory_dir == Path("memory") / role
+    assert c.memory_dir == Path("state") / role
     assert c.memory_retention == 1000
     assert c.collector_addr == ("127.0.0.1", 7001)
     assert c.analyzer_addr == ("127.0.0.1", 7002)

@@ -6,3 +6,16 @@ process groups (the default); other drivers (docker) implement the same `Deploym
 from .base import CleanupReport, Deployment, Driver, Endpoint, StartError
 
 __all__ = ["CleanupReport", "Deployment", "Driver", "Endpoint", "StartError"]
+
+DRIVERS = ("process", "docker")
+
+
+def get_driver(name: str) -> Driver:
+    """The driver called `name`; docker's SDK is imported only when it is asked for."""
+    if name == "process":
+        from .process import ProcessDriver
+        return ProcessDriver()
+    if name == "docker":
+        from .docker import DockerDriver
+        return DockerDriver()
+    raise ValueError(f"unknown driver {name!r}; drivers are {', '.join(DRIVERS)}")

@@ -191,7 +191,7 @@ def load_config(role: str | None, environ: Mapping[str, str]) -> Config:
     if listen_port and http_port == listen_port:
         raise ConfigError("FD_HTTP_PORT", f"must differ from FD_LISTEN_PORT ({listen_port})")
 
-    memory_dir = Path(env.raw("FD_MEMORY_DIR") or str(Path("memory") / role))
+    memory_dir = Path(env.raw("FD_MEMORY_DIR") or str(Path("state") / role))
     retention = env.integer("FD_MEMORY_RETENTION", 1000, 1, 10_000_000)
 
     addrs = {"collector": ("127.0.0.1", 7001), "analyzer": ("127.0.0.1", 7002),

@@ -1,0 +1,270 @@
+"""`faultdrill demo`: the newcomer's first run.
+
+Starts the reference system through its own manifest (one process per service, on
+loopback, behind the grader's fault proxies), sends tasks while injecting a few faults,
+and says in plain words what it injected and how the system reacted. Then, if the graders
+are installed, grades the reference and the starter side by side. Every step has a time
+bound and everything is stopped at the end, also on Ctrl-C or an error.
+"""
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from graders import paths
+from graders.client import ClientError, make_request
+from graders.drivers.process import ProcessDriver
+from graders.faults.proxy import DropReply, Timeout
+from graders.manifest import load_manifest
+from graders.oracle import expected_result
+from graders.topology import Topology
+
+HELP = "start the reference, run tasks under injected faults, grade reference and starter"
+
+
+def add_arguments(parser):
+    parser.add_argument("--seed", type=int, default=None, help="seed for every random choice")
+    parser.add_argument("--no-grade", action="store_true",
+                        help="skip grading the reference and the starter at the end")
+    parser.add_argument("--out", default=None,
+                        help="folder for the grade reports (default: a new temp folder)")
+
+
+class Narrator:
+    """Numbered, plain-language lines; `ok`/`bad` say whether the system did the right thing."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self.step = 0
+        self.problems: list[str] = []
+
+    def section(self, title: str) -> None:
+        self.step += 1
+        print(f"\n[{self.step}] {title}", file=self.stream, flush=True)
+
+    def say(self, text: str) -> None:
+        print(f"    {text}", file=self.stream, flush=True)
+
+    def ok(self, text: str) -> None:
+        print(f"    ok   {text}", file=self.stream, flush=True)
+
+    def bad(self, text: str) -> None:
+        self.problems.append(text)
+        print(f"    FAIL {text}", file=self.stream, flush=True)
+
+    def expect(self, condition: bool, good: str, wrong: str) -> bool:
+        (self.ok if condition else self.bad)(good if condition else wrong)
+        return condition
+
+
+def _spec_example_input() -> dict:
+    """The first submit frame of SPEC §18.1: the demo sends what the contract shows."""
+    text = paths.SPEC.read_text(encoding="utf-8")
+    section = text[text.index("### 18.1"):]
+    block = section[section.index("```json") + 7:]
+    frame = json.loads(block[:block.index("```")])
+    return frame["payload"]["input"]
+
+
+def _describe(reply: dict) -> str:
+    if reply.get("type") == "error":
+        err = reply.get("error", {})
+        return f"error {err.get('code')} {err.get('name')}: {err.get('message')}"
+    payload = reply.get("payload") or {}
+    result = payload.get("result") or {}
+    extra = " (replayed from memory)" if reply.get("replay") else ""
+    return f"{reply.get('type')}: {result.get('summary', payload.get('status'))}{extra}"
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _metric(topo: Topology, role: str, name: str, labels: str = "") -> float:
+    from graders.client import http_get
+    ep = topo.endpoint(role)
+    status, _, body = http_get(ep.host, ep.http_port, "/metrics", timeout=3.0)
+    total = 0.0
+    for line in body.decode("utf-8", "replace").splitlines():
+        if line.startswith(name) and (not labels or labels in line) and not line.startswith("#"):
+            head = line.split(" ")[0]
+            if head == name or head.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def run_scenarios(topo: Topology, say: Narrator, rng: random.Random) -> None:
+    example = _spec_example_input()
+    expected = expected_result("triage", example)
+
+    say.section("A task flows through collect -> analyze -> report")
+    say.say("sending the worked example of SPEC §18.1 (6 log records, 2 of them malformed)")
+    reply = topo.request("submit", {"task_type": "triage", "input": example}, task_id="demo-1")
+    say.say(_describe(reply))
+    result = (reply.get("payload") or {}).get("result")
+    say.expect(result == expected, "the result equals the independent oracle's answer",
+               f"the result differs from the oracle's: {json.dumps(result)[:200]}")
+
+    say.section("The same task_id again: idempotency")
+    reply = topo.request("submit", {"task_type": "triage", "input": example}, task_id="demo-1")
+    say.say(_describe(reply))
+    say.expect(reply.get("replay") is True and (reply.get("payload") or {}).get("result") == expected,
+               "the stored result was replayed, nothing ran twice",
+               "a duplicate was not replayed")
+    changed = dict(example, source="web-2")
+    reply = topo.request("submit", {"task_type": "triage", "input": changed}, task_id="demo-1")
+    say.say("same task_id, different payload -> " + _describe(reply))
+    say.expect((reply.get("error") or {}).get("code") == 30, "refused as an idempotency conflict",
+               "a conflicting payload was not refused")
+
+    say.section("A request with a bad token")
+    frame = make_request("submit", {"task_type": "triage", "input": example},
+                         token="not-the-token", task_id="demo-intruder")
+    with topo.connect() as conn:
+        reply = conn.request(frame)
+    say.say(_describe(reply))
+    say.expect((reply.get("error") or {}).get("code") == 20, "refused: unauthorized",
+               "a bad token was not refused")
+
+    say.section("Fault: the collector's reply is lost after it did the work")
+    before = _metric(topo, "collector", "faultdrill_steps_executed_total")
+    proxy = topo.agent_proxy["collector"]
+    tid = proxy.add(DropReply(match="collect"))
+    say.say("injected: drop_reply on orchestrator -> collector (the request arrives, the answer vanishes)")
+    worker = threading.Thread(target=lambda: holder.append(topo.request(
+        "submit", {"task_type": "triage", "input": dict(example, source="web-3")},
+        task_id="demo-2")), daemon=True)
+    holder: list[dict] = []
+    worker.start()
+    _wait_for(lambda: any(e.kind == "drop" for e in proxy.events), timeout=5.0)
+    proxy.remove(tid)
+    say.say("healed right after the first reply was dropped")
+    worker.join(timeout=topo.default_timeout)
+    reply = holder[0] if holder else {"type": "error", "error": {"message": "no reply in time"}}
+    say.say(_describe(reply))
+    executed = _metric(topo, "collector", "faultdrill_steps_executed_total") - before
+    retries = _metric(topo, "orchestrator", "faultdrill_step_retries_total", 'step="collect"')
+    say.say(f"orchestrator retried collect {int(retries)} time(s); the collector executed it "
+            f"{int(executed)} time(s)")
+    say.expect(reply.get("type") == "submit_ok" and executed == 1,
+               "retried, the collector replayed its stored answer: exactly one execution",
+               "the lost reply was not recovered with exactly one execution")
+
+    say.section("Fault: the analyzer crashes and comes back")
+    topo.deployment.kill("analyzer")
+    say.say("injected: SIGKILL of the analyzer")
+    holder.clear()
+    worker = threading.Thread(target=lambda: holder.append(topo.request(
+        "submit", {"task_type": "triage", "input": dict(example, source="web-4")},
+        task_id="demo-3")), daemon=True)
+    worker.start()
+    time.sleep(0.3)
+    topo.deployment.restart("analyzer")
+    say.say("restarted the analyzer 0.3 s later (same port, same memory directory)")
+    worker.join(timeout=topo.default_timeout)
+    reply = holder[0] if holder else {"type": "error", "error": {"message": "no reply in time"}}
+    say.say(_describe(reply))
+    say.expect(reply.get("type") == "submit_ok",
+               "the orchestrator retried with backoff until the analyzer was back",
+               "the task did not survive an analyzer restart")
+
+    say.section("Fault: the reporter stops answering (blackhole)")
+    tid = topo.agent_proxy["reporter"].add(Timeout(timeout_ms=0))
+    say.say("injected: timeout toxic on orchestrator -> reporter (data vanishes, no reply ever)")
+    started = time.monotonic()
+    reply = topo.request("submit", {"task_type": "triage", "input": dict(example, source="web-5")},
+                         task_id="demo-4")
+    took = time.monotonic() - started
+    topo.agent_proxy["reporter"].remove(tid)
+    say.say(_describe(reply) + f" after {took:.1f} s")
+    deadline = int(topo.settings["FD_TASK_DEADLINE_MS"]) / 1000
+    say.expect(reply.get("type") == "error" and took < deadline + 2,
+               f"failed cleanly within the {deadline:.0f} s task deadline instead of hanging",
+               "a blackholed agent was not bounded by the deadline")
+    reply = topo.request("submit", {"task_type": "triage", "input": dict(example, source="web-5")},
+                         task_id="demo-4")
+    say.say("healed; resubmitting the failed task: " + _describe(reply))
+    say.expect(reply.get("type") == "submit_ok", "a failed task runs again when resubmitted",
+               "a failed task could not be resubmitted")
+
+    say.section("Fault: the collector's memory file is corrupted, then it restarts")
+    name = "records/demo-1.json"
+    topo.deployment.write_memory("collector", name, b'{"format": 1, "task_id": "demo-1", "se')
+    say.say(f"injected: truncated {name} in the collector's memory, then a restart")
+    topo.deployment.restart("collector")
+    quarantined = [f for f in topo.deployment.memory_files("collector") if f.startswith("quarantine/")]
+    corrupt = _metric(topo, "collector", "faultdrill_memory_corruptions_total")
+    say.say(f"quarantine/ now holds {quarantined or 'nothing'}; corruptions counted: {int(corrupt)}")
+    say.expect(bool(quarantined) and corrupt >= 1 and topo.wait_ready(5.0),
+               "the bad file was moved aside, counted, and the collector kept serving",
+               "corrupt memory was not quarantined")
+
+
+def run(args) -> int:
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
+    print(f"faultdrill demo (seed {seed}; replay with --seed {seed})")
+    rng = random.Random(seed)
+    say = Narrator()
+    submission = load_manifest(paths.REFERENCE)
+    say.section(f"Starting the reference from {paths.REFERENCE / 'faultdrill.toml'}")
+    # Six attempts (backoff up to ~2.3 s in all) so a crashed agent has time to restart.
+    topo = Topology.up(submission, ProcessDriver(), seed=seed, token=secrets.token_hex(16),
+                       env_overrides={"orchestrator": {"FD_RETRY_MAX_ATTEMPTS": "6"}})
+    try:
+        for role in ("orchestrator", "collector", "analyzer", "reporter"):
+            ep = topo.endpoint(role)
+            say.say(f"{role:<12} tcp {ep.host}:{ep.port}  http http://{ep.host}:{ep.http_port}/")
+        say.say("every agent hop goes through a fault proxy owned by the demo")
+        run_scenarios(topo, say, rng)
+    except (ClientError, OSError) as exc:
+        say.bad(f"the demo could not talk to the reference: {exc}")
+    finally:
+        report = topo.close()
+        say.section("Stopped every service")
+        say.expect(report is None or report.ok, "nothing left running",
+                   f"left behind: {report and report.survivors}")
+    if not args.no_grade:
+        grade_side_by_side(seed, say, args.out)
+    print()
+    if say.problems:
+        print(f"demo finished with {len(say.problems)} problem(s):")
+        for p in say.problems:
+            print(f"  - {p}")
+        return 1
+    print("demo finished: every scenario behaved as the contract says.")
+    return 0
+
+
+def grade_side_by_side(seed: int, say: Narrator, out: str | None) -> None:
+    """Grade the reference and the starter with the same seed and print both summaries."""
+    try:
+        from graders.commands.grade import grade_submission
+    except ImportError:
+        say.section("Grading: the graders are not installed in this checkout; skipped")
+        return
+    out_root = Path(out) if out else Path(tempfile.mkdtemp(prefix="faultdrill-demo-"))
+    say.section("Grading the reference and the starter with the same seed")
+    summaries = {}
+    for label, root in (("reference", paths.REFERENCE), ("starter", paths.STARTER)):
+        target = out_root / label
+        summary = grade_submission(root, seed=seed, out=target, quiet=True)
+        summaries[label] = summary
+        say.say(f"{label:<10} {summary['score']:.1f} / {summary['max_score']:.1f}   "
+                f"report: {target / 'report.html'}")
+    ref, starter = summaries["reference"], summaries["starter"]
+    say.expect(ref["score"] == ref["max_score"], "the reference scores full marks",
+               "the reference lost points: a bug in the reference or the graders")
+    say.expect(0 < starter["score"] < starter["max_score"],
+               "the starter scores more than zero and less than full",
+               "the starter's score is out of its expected range")
