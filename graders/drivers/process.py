@@ -178,7 +178,8 @@ def _has_env_marker(pid: int, marker: bytes) -> bool:
 
 class ProcessDeployment(Deployment):
     def __init__(self, submission: Submission, base_env: dict[str, dict[str, str]], *,
-                 host: str = "127.0.0.1", output_cap: int = OUTPUT_CAP_BYTES):
+                 host: str = "127.0.0.1", output_cap: int = OUTPUT_CAP_BYTES,
+                 ports: dict[str, tuple[int, int]] | None = None):
         self.submission = submission
         self.host = host
         self.output_cap = output_cap
@@ -188,12 +189,14 @@ class ProcessDeployment(Deployment):
         self.tmp = Path(tempfile.mkdtemp(prefix=f"faultdrill-{os.getpid()}-"))
         self.home = self.tmp / "home"
         self.home.mkdir()
-        ports = allocate_ports(2 * len(ROLES), host)
+        # Fixed ports (for `faultdrill up`, where people type them) or fresh free ones.
+        free = allocate_ports(2 * len(ROLES), host) if not ports else []
         self.services: dict[str, _Service] = {}
         for i, role in enumerate(ROLES):
             memdir = self.tmp / "memory" / role
             memdir.mkdir(parents=True)
-            ep = Endpoint(role, host, ports[2 * i], ports[2 * i + 1])
+            tcp, http = ports[role] if ports else (free[2 * i], free[2 * i + 1])
+            ep = Endpoint(role, host, tcp, http)
             self.services[role] = _Service(role, ep, memdir)
         self._closed = False
 
@@ -514,10 +517,13 @@ class ProcessDeployment(Deployment):
 class ProcessDriver(Driver):
     name = "process"
 
-    def __init__(self, *, host: str = "127.0.0.1", output_cap: int = OUTPUT_CAP_BYTES):
+    def __init__(self, *, host: str = "127.0.0.1", output_cap: int = OUTPUT_CAP_BYTES,
+                 ports: dict[str, tuple[int, int]] | None = None):
         self.host = host
         self.output_cap = output_cap
+        self.ports = ports
 
     def deploy(self, submission: Submission, *,
                base_env: dict[str, dict[str, str]]) -> ProcessDeployment:
-        return ProcessDeployment(submission, base_env, host=self.host, output_cap=self.output_cap)
+        return ProcessDeployment(submission, base_env, host=self.host, output_cap=self.output_cap,
+                                 ports=self.ports)
