@@ -12,6 +12,7 @@ import datetime
 import io
 import json
 import socket
+import sys
 import ssl
 import threading
 import time
@@ -28,7 +29,8 @@ from reference_impl.runtime.logs import Logger
 from reference_impl.runtime.metrics import Registry
 from reference_impl.runtime.server import ProtocolServer
 
-from refsystem import Client, http_get, metric_value
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # refsystem.py sits next to this file
+from refsystem import Client, http_get, metric_value  # noqa: E402
 
 TOKEN = "agent-test-token-9f8e7d"
 EVENTS = [{"seq": 0, "ts": "2026-11-29T10:00:00Z", "epoch_s": 1795946400, "level": "error",

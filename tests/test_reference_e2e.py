@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from refsystem import (AGENTS, FAST_ENV, ROLES, ROOT, Blackhole, Client, RefSystem, ScriptedAgent, http_get,
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # refsystem.py sits next to this file
+from refsystem import (AGENTS, FAST_ENV, ROLES, ROOT, Blackhole, Client, RefSystem, ScriptedAgent, http_get,  # noqa: E402
                        manifest_command, metric_value)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -101,6 +102,15 @@ def test_worked_example_replay_and_conflict(system):
         assert nf["error"]["code"] == 41 and nf["error"]["details"]["task_id"] == "never-seen"
         unknown = c.request(system.envelope("submit", {"task_type": "nope", "input": SMALL}, task_id="x"))
         assert unknown["error"]["details"]["path"] == "$.payload.task_type"
+
+
+def test_other_task_types_follow_their_routes(system):
+    parse = system.submit("parse-1", SMALL, task_type="parse")["payload"]
+    assert [s["step"] for s in parse["steps"]] == ["collect"]
+    assert parse["result"]["counts"] == {"received": 1, "accepted": 1, "rejected": 0}
+    stats = system.submit("stats-1", SMALL, task_type="stats")["payload"]
+    assert [s["step"] for s in stats["steps"]] == ["collect", "analyze"]
+    assert stats["result"]["total"] == 1 and stats["result"]["services"][0]["service"] == "api"
 
 
 def test_agent_replays_direct_duplicates(system):

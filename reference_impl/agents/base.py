@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from reference_impl.protocol.envelope import Request, ok_reply, parse_request, reply_for_error
-from reference_impl.protocol.errors import SUPPORTED_VERSIONS, ProtocolError
+from reference_impl.protocol.envelope import Request, ok_reply, parse_request, reply_for_error, validate_payload
+from reference_impl.protocol.errors import SUPPORTED_VERSIONS, ProtocolError, error_reply
 from reference_impl.protocol.framing import MAX_DEPTH, MAX_FRAME_BYTES
 from reference_impl.protocol.trace import format_traceparent, new_span_id, new_trace_id, parse_traceparent
 from reference_impl.runtime.logs import log_context
@@ -97,7 +97,15 @@ class FramedService:
     # -- the frame path -----------------------------------------------------------------
 
     def handle(self, item, conn) -> dict | None:
-        """``ProtocolServer`` handler: one decoded item in, one reply out."""
+        """``ProtocolServer`` handler: one decoded item in, one reply out, never an exception."""
+        try:
+            return self._handle(item, conn)
+        except Exception as exc:  # noqa: BLE001 - last resort: answer, log, keep serving
+            self.log.error(f"unexpected failure handling a frame: {type(exc).__name__}: {exc}",
+                           event="internal_error")
+            return error_reply(ProtocolError("internal_error", "internal error").error_object())
+
+    def _handle(self, item, conn) -> dict | None:
         started = time.monotonic()
         if item.kind != "frame":
             reply = item.value
@@ -167,8 +175,6 @@ class FramedService:
     # -- hello (SPEC §14.1) ---------------------------------------------------------------
 
     def hello(self, request: Request, trace: Trace) -> dict:
-        from reference_impl.protocol.envelope import validate_payload
-
         validate_payload(request)
         offered = set(request.payload.get("versions", []))
         common = offered & set(SUPPORTED_VERSIONS)

@@ -59,7 +59,13 @@ class OrchestratorService(FramedService):
         self.rng_lock = threading.Lock()
         self.table = TaskTable(store, now_iso=now_iso, deadline_ms=deadline_ms,
                                after_put=lambda: self.sync_pruned())
-        self.queue: queue.Queue[str] = queue.Queue(maxsize=queue_size)
+        # Unbounded queue, bounded admission: at most workers + queue_size tasks are
+        # admitted (running or waiting) at any time, which also makes FD_QUEUE_SIZE=0 mean
+        # "only when a worker is free" (queue.Queue(maxsize=0) would mean unbounded).
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.capacity = workers + queue_size
+        self._admitted = 0
+        self._admitted_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running = 0
@@ -147,6 +153,10 @@ class OrchestratorService(FramedService):
             return ok_reply(request, self.table.list_payload(limit), traceparent=trace.traceparent)
         raise ProtocolError("not_supported", f"{request.type} is not served here", type=request.type)
 
+    def full(self) -> bool:
+        with self._admitted_lock:
+            return self._admitted >= self.capacity
+
     def _busy(self) -> ProtocolError:
         self.m_busy.inc()
         return ProtocolError("busy", f"queue full ({self.queue_size} waiting); retry later",
@@ -156,7 +166,7 @@ class OrchestratorService(FramedService):
         return max(50, min(2000, self.settings.base_ms * 2))
 
     def _submit(self, request: Request, trace: Trace) -> dict:
-        if self.queue.full():
+        if self.full():
             raise self._busy()
         validate_payload(request)
         task_type = request.payload["task_type"]
@@ -169,12 +179,13 @@ class OrchestratorService(FramedService):
 
         def enqueue(tid: str) -> bool:
             # Remember the trace before a worker can pick the task up.
+            with self._admitted_lock:
+                if self._admitted >= self.capacity:
+                    return False
+                self._admitted += 1
             self._remember_trace(tid, trace.trace_id)
-            try:
-                self.queue.put_nowait(tid)
-                return True
-            except queue.Full:
-                return False
+            self.queue.put_nowait(tid)
+            return True
 
         verdict, rec = self.table.admit(task_id, task_type, task_input, enqueue)
         if verdict == "busy":
@@ -225,6 +236,8 @@ class OrchestratorService(FramedService):
             finally:
                 with self._running_lock:
                     self._running -= 1
+                with self._admitted_lock:
+                    self._admitted -= 1
 
     def _run_task(self, task_id: str) -> None:
         rec = self.table.mark_running(task_id)
