@@ -1,0 +1,208 @@
+"""Helpers shared by the checks: the SPEC §6 error table (the grader's own copy), reply
+assertions that produce sent/expected/received evidence, metrics and HTTP access.
+
+Why a grader-side copy of the error table: checks must never import reference_impl, and
+the table is the contract's, so it is written down here from SPEC §6 alone.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from graders.checks import promtext
+from graders.checks.registry import CheckFailed
+from graders.client import Connection, http_get, make_request
+
+ERRORS = {  # name: (code, definite, retryable, required detail keys)
+    "timeout": (1, False, True, ("step", "timeout_ms")),
+    "not_supported": (10, True, False, ("type",)),
+    "busy": (11, True, True, ("retry_after_ms",)),
+    "malformed_frame": (12, True, False, ("reason",)),
+    "frame_too_large": (13, True, False, ("limit_bytes",)),
+    "internal_error": (14, False, True, ()),
+    "unauthorized": (20, True, False, ()),
+    "schema_violation": (21, True, False, ("path", "expected")),
+    "unsupported_version": (22, True, False, ("supported",)),
+    "idempotency_conflict": (30, True, False, ("task_id",)),
+    "in_progress": (31, True, True, ("task_id", "retry_after_ms")),
+    "upstream_failed": (40, True, True, ("step", "agent", "attempts", "cause")),
+    "not_found": (41, True, False, ("task_id",)),
+}
+CODE_TO_NAME = {v[0]: k for k, v in ERRORS.items()}
+
+
+def redact(obj, token: str):
+    """Evidence must never print the token itself; replace it everywhere."""
+    if isinstance(obj, str):
+        return obj.replace(token, "<TOKEN>") if token else obj
+    if isinstance(obj, dict):
+        return {k: redact(v, token) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v, token) for v in obj]
+    return obj
+
+
+def error_problems(reply: dict, name: str) -> list[str]:
+    """What is wrong with `reply` as a SPEC §6 error of kind `name` ([] = fine)."""
+    code, definite, retryable, keys = ERRORS[name]
+    probs = []
+    if not isinstance(reply, dict) or reply.get("type") != "error":
+        return [f"expected an error reply ({code} {name}), got type {reply.get('type')!r}"]
+    err = reply.get("error")
+    if not isinstance(err, dict):
+        return ["error reply without an `error` object"]
+    if err.get("code") != code or err.get("name") != name:
+        return [f"expected error {code} {name}, got {err.get('code')} {err.get('name')}"]
+    if err.get("definite") is not definite:
+        probs.append(f"error.definite must be {str(definite).lower()}")
+    if err.get("retryable") is not retryable:
+        probs.append(f"error.retryable must be {str(retryable).lower()}")
+    if not isinstance(err.get("message"), str):
+        probs.append("error.message must be a string")
+    details = err.get("details")
+    if not isinstance(details, dict):
+        probs.append("error.details must be an object")
+    else:
+        missing = [k for k in keys if k not in details]
+        if missing:
+            probs.append(f"error.details lacks {missing}")
+    if reply.get("v") != 1:
+        probs.append("reply v must be 1")
+    if "token" in reply:
+        probs.append("a reply must never contain the token field")
+    return probs
+
+
+def expect_error(reply: dict, name: str, *, sent=None, token: str = "", hint: str | None = None,
+                 what: str = "") -> dict:
+    probs = error_problems(reply, name)
+    if probs:
+        code = ERRORS[name][0]
+        raise CheckFailed((what + ": " if what else "") + "; ".join(probs),
+                          sent=redact(sent, token), expected=f"error {code} {name}",
+                          received=redact(reply, token), hint=hint)
+    return reply["error"]
+
+
+def expect_ok(reply: dict, rtype: str, *, sent=None, token: str = "", what: str = "",
+              hint: str | None = None) -> dict:
+    if not isinstance(reply, dict) or reply.get("type") != rtype + "_ok" or not isinstance(reply.get("payload"), dict):
+        raise CheckFailed((what + ": " if what else "") + f"expected a {rtype}_ok reply with a payload",
+                          sent=redact(sent, token), expected=f"{rtype}_ok",
+                          received=redact(reply, token), hint=hint)
+    return reply["payload"]
+
+
+def send(ctx, role: str, rtype: str, payload, *, task_id=None, direct=True, timeout=5.0,
+         traceparent=None, token="__ctx__", v=1) -> tuple[dict, dict]:
+    """One request to a service on a fresh connection; returns (sent, reply)."""
+    req = make_request(rtype, payload, token=ctx.token if token == "__ctx__" else token,
+                       task_id=task_id, traceparent=traceparent, v=v)
+    with connect(ctx, role, direct=direct, timeout=timeout) as c:
+        reply = c.request(req, timeout=timeout)
+    return req, reply
+
+
+def connect(ctx, role: str, *, direct=True, timeout=5.0) -> Connection:
+    topo = ctx.topo
+    if role == "orchestrator":
+        return topo.connect(direct=direct)
+    if direct:
+        ep = topo.deployment.endpoint(role)
+        return Connection(ep.host, ep.port, timeout=timeout)
+    host, port = topo.agent_proxy[role].address
+    return Connection(host, port, timeout=timeout)
+
+
+def submit(ctx, task_id: str, task_input: dict, *, task_type="triage", wait=True,
+           timeout=8.0, direct=False, traceparent=None) -> tuple[dict, dict]:
+    payload = {"task_type": task_type, "input": task_input}
+    if not wait:
+        payload["wait"] = False
+    return send(ctx, "orchestrator", "submit", payload, task_id=task_id, direct=direct,
+                timeout=timeout, traceparent=traceparent)
+
+
+def http(ctx, role: str, path: str, timeout=3.0):
+    ep = ctx.topo.deployment.endpoint(role)
+    return http_get(ep.host, ep.http_port, path, timeout=timeout)
+
+
+def metrics(ctx, role: str) -> dict:
+    status, headers, body = http(ctx, role, "/metrics")
+    if status != 200:
+        raise CheckFailed(f"GET /metrics on {role} answered {status}", expected=200, received=status)
+    families, _problems = promtext.parse(body.decode("utf-8", "replace"))
+    return families
+
+
+def metric(ctx, role: str, name: str, **labels) -> float:
+    return promtext.value(metrics(ctx, role), name, **labels)
+
+
+def poll_status(ctx, task_id: str, *, until=("succeeded", "failed"), timeout=8.0) -> dict:
+    """Poll `status` until the task reaches one of `until`; returns the last payload."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        req, reply = send(ctx, "orchestrator", "status", {}, task_id=task_id, direct=True)
+        if reply.get("type") == "status_ok":
+            last = reply["payload"]
+            if last.get("status") in until:
+                return last
+        time.sleep(0.05)
+    raise CheckFailed(f"task {task_id} did not reach {'/'.join(until)} within {timeout:.0f} s",
+                      expected=list(until), received=last)
+
+
+def first_difference(expected, got, path="$") -> str | None:
+    """Where two JSON values first differ (key order ignored, array order kept)."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        for k in sorted(set(expected) | set(got)):
+            if k not in got:
+                return f"{path}.{k}: missing"
+            if k not in expected:
+                return f"{path}.{k}: unexpected member"
+            d = first_difference(expected[k], got[k], f"{path}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(expected, list) and isinstance(got, list):
+        for i, (x, y) in enumerate(zip(expected, got)):
+            d = first_difference(x, y, f"{path}[{i}]")
+            if d:
+                return d
+        if len(expected) != len(got):
+            return f"{path}: expected {len(expected)} items, got {len(got)}"
+        return None
+    if type(expected) is not type(got) or expected != got:
+        return f"{path}: expected {json.dumps(expected)[:200]}, got {json.dumps(got, default=str)[:200]}"
+    return None
+
+
+def log_records(ctx, role: str, start: int = 0) -> list[dict]:
+    """The service's stderr lines from index `start` that parse as JSON objects."""
+    out = []
+    for line in ctx.deployment.logs(role, "stderr")[start:]:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def log_count(ctx, role: str) -> int:
+    return len(ctx.deployment.logs(role, "stderr"))
+
+
+def wait_for_logs(ctx, role: str, start: int, pred, want: int = 1, timeout: float = 2.0) -> list[dict]:
+    """Log lines arrive through a pipe and a reader thread: poll (bounded) until at least
+    `want` JSON lines from index `start` satisfy `pred`; returns those lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r for r in log_records(ctx, role, start) if pred(r)]
+        if len(found) >= want or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)

@@ -1,0 +1,156 @@
+"""Stage 2, idempotency: task_id as an idempotency key, at the orchestrator and agents.
+
+Why counted executions: "it returned the right answer twice" does not prove the work ran
+once. Agents export faultdrill_steps_executed_total; the proxy in front of the agent
+records every frame, so a lost reply followed by a retry must show two requests, one
+execution and one replayed reply.
+"""
+from __future__ import annotations
+
+import threading
+
+from graders import oracle
+from graders.checks.common import (expect_error, expect_ok, first_difference, metric,
+                                   redact, submit)
+from graders.checks.registry import CheckFailed, check
+from graders.checks.fake_agent import ReplyDropper
+from graders.faults.proxy import Latency
+
+
+@check(id="idempotency.replay_conflict", title="same task_id replays; different payload conflicts",
+       items=["routing.idempotency"], weight=2, stage=2, challenge="idempotency")
+def replay_conflict(ctx):
+    """Submit, resubmit the same payload (keys reordered, wait differs): submit_ok with
+    replay:true and the same result, no agent executes again; a different payload under
+    the same task_id: idempotency_conflict (30)."""
+    task_input = oracle.generate_input(ctx.rng, 30)
+    tid = ctx.task_id("idem")
+    req, first = submit(ctx, tid, task_input)
+    p1 = expect_ok(first, "submit", sent=req, token=ctx.token)
+    before = {r: metric(ctx, r, "faultdrill_steps_executed_total") for r in ("collector", "analyzer", "reporter")}
+    reordered = dict(reversed(list(task_input.items())))
+    req2, second = submit(ctx, tid, reordered, wait=True)
+    p2 = expect_ok(second, "submit", sent=req2, token=ctx.token, what="resubmitting the same payload")
+    if second.get("replay") is not True or first_difference(p1.get("result"), p2.get("result")):
+        raise CheckFailed("the same payload under a succeeded task_id must be replayed: replay:true, same result",
+                          sent=redact(req2, ctx.token), expected={"replay": True, "result": p1.get("result")},
+                          received=redact(second, ctx.token),
+                          hint="Compare payloads as JSON values (key order irrelevant; wait excluded).")
+    after = {r: metric(ctx, r, "faultdrill_steps_executed_total") for r in before}
+    if after != before:
+        raise CheckFailed("a replayed task must not execute any step again",
+                          expected=before, received=after)
+    changed = dict(task_input, records=list(task_input["records"]) + ["2026-01-01T00:00:00Z info x 1 extra"])
+    req3, third = submit(ctx, tid, changed)
+    err = expect_error(third, "idempotency_conflict", sent=req3, token=ctx.token,
+                       what="a different payload under the same task_id")
+    if err["details"].get("task_id") != tid:
+        raise CheckFailed("idempotency_conflict.details.task_id must name the task",
+                          expected=tid, received=err["details"])
+
+
+@check(id="idempotency.in_progress", title="a running task answers in_progress, or conflict",
+       items=["routing.idempotency"], weight=1, stage=2, challenge="idempotency")
+def in_progress(ctx):
+    """While a task runs (collector and analyzer replies delayed 200 ms at the proxies), the same
+    payload gets in_progress (31) with retry_after_ms and a different one gets
+    idempotency_conflict (30); the task then finishes correctly."""
+    topo = ctx.topo
+    task_input = oracle.generate_input(ctx.rng, 10)
+    tid = ctx.task_id("slow")
+    tox = topo.agent_proxy["collector"].add(Latency(latency_ms=200, stream="downstream"))
+    tox2 = topo.agent_proxy["analyzer"].add(Latency(latency_ms=200, stream="downstream"))
+    ctx.note("fault", "collector and analyzer replies delayed 200 ms")
+    box = {}
+
+    def first():
+        try:
+            box["r"] = submit(ctx, tid, task_input)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            box["e"] = exc
+
+    th = threading.Thread(target=first, daemon=True)
+    try:
+        th.start()
+        seen = topo.agent_proxy["collector"].wait_for(
+            lambda evs: any(e.kind == "frame" and isinstance(e.frame, dict) and e.frame.get("task_id") == tid
+                            for e in evs), 5.0)
+        if not seen:
+            raise CheckFailed("the task never reached the collector", expected="a collect request")
+        req, reply = submit(ctx, tid, task_input)
+        err = expect_error(reply, "in_progress", sent=req, token=ctx.token,
+                           what="the same payload while the task runs",
+                           hint="A queued or running task answers in_progress; do not start it twice, do not block.")
+        ra = err["details"].get("retry_after_ms")
+        if not isinstance(ra, int) or ra < 1:
+            raise CheckFailed("in_progress.details.retry_after_ms must be an integer >= 1", received=err)
+        changed = dict(task_input, source=task_input["source"] + "x")
+        req, reply = submit(ctx, tid, changed)
+        expect_error(reply, "idempotency_conflict", sent=req, token=ctx.token,
+                     what="a different payload while the task runs")
+        th.join(10.0)
+    finally:
+        topo.agent_proxy["collector"].remove(tox)
+        topo.agent_proxy["analyzer"].remove(tox2)
+        ctx.note("heal", "latency removed")
+    if "r" not in box:
+        raise CheckFailed("the first submit got no reply", received=str(box.get("e", "still waiting")))
+    req, reply = box["r"]
+    p = expect_ok(reply, "submit", sent=req, token=ctx.token, what="the first submit")
+    if first_difference(oracle.expected_result("triage", task_input), p.get("result")):
+        raise CheckFailed("the task must still succeed with the right result", received=p)
+
+
+@check(id="idempotency.agent_replay", title="a lost agent reply is retried and replayed, executed once",
+       items=["routing.idempotency", "memory.records"], weight=2, stage=2, challenge="idempotency")
+def agent_replay(ctx):
+    """The first collect reply for the task is lost on the way back (the connection is
+    closed instead); the orchestrator retries; the collector must answer the retry from memory (replay:true)
+    so that steps_executed_total{step=collect} grows by exactly one."""
+    topo = ctx.topo
+    proxy = topo.agent_proxy["collector"]
+    real = topo.deployment.endpoint("collector")
+    task_input = oracle.generate_input(ctx.rng, 12)
+    tid = ctx.task_id("drop")
+    executed0 = metric(ctx, "collector", "faultdrill_steps_executed_total", step="collect")
+    replayed0 = metric(ctx, "collector", "faultdrill_steps_replayed_total", step="collect")
+    n_events = len(proxy.events)
+    dropper = ReplyDropper((real.host, real.port), "collect_ok", tid)
+    proxy.set_upstream(*dropper.address)
+    proxy.close_connections()
+    ctx.note("fault", "collector: the first collect reply for the task is lost and the connection closed")
+    try:
+        req, reply = submit(ctx, tid, task_input)
+    finally:
+        proxy.set_upstream(real.host, real.port)
+        proxy.close_connections()
+        dropper.close()
+        ctx.note("heal", "collector reached directly again")
+    if dropper.dropped is None:
+        raise CheckFailed("no collect reply for the task passed through the collector address",
+                          expected="collect sent to FD_COLLECTOR_ADDR", received=redact(reply, ctx.token))
+    final = reply.get("payload") or {}
+    if reply.get("type") != "submit_ok" or first_difference(oracle.expected_result("triage", task_input), final.get("result")):
+        raise CheckFailed("after a lost reply the task must be retried and succeed", sent=redact(req, ctx.token),
+                          received=redact(reply, ctx.token),
+                          hint="A connection closed without a reply is a transport failure: retry it.")
+    events = proxy.events[n_events:]
+    requests = [e for e in events if e.kind == "frame" and e.direction == "upstream"
+                and isinstance(e.frame, dict) and e.frame.get("type") == "collect" and e.frame.get("task_id") == tid]
+    replies = [e for e in events if e.kind == "frame" and e.direction == "downstream"
+               and isinstance(e.frame, dict) and e.frame.get("task_id") == tid and e.frame.get("type") == "collect_ok"]
+    ctx.note("reaction", f"{len(requests)} collect requests, {len(replies)} delivered replies "
+                         f"(replay flags {[r.frame.get('replay') for r in replies]})")
+    if len(requests) < 2:
+        raise CheckFailed("expected the orchestrator to retry collect after the lost reply",
+                          expected=">= 2 collect requests", received=len(requests))
+    if not any(r.frame.get("replay") is True for r in replies):
+        raise CheckFailed("the retried collect must be answered from memory with replay:true",
+                          expected={"replay": True}, received=[r.frame for r in replies][-1:],
+                          hint="Key agent work by (task_id, step); store before replying; replay an equal input.")
+    executed = metric(ctx, "collector", "faultdrill_steps_executed_total", step="collect") - executed0
+    replayed = metric(ctx, "collector", "faultdrill_steps_replayed_total", step="collect") - replayed0
+    if executed != 1 or replayed < 1:
+        raise CheckFailed("collect must execute exactly once and be replayed for the retry",
+                          expected={"executed": 1, "replayed": ">= 1"},
+                          received={"executed": executed, "replayed": replayed})

@@ -1,0 +1,164 @@
+"""Stage 9, overload: admission control at the orchestrator and connection caps.
+
+Why timed from the client: a `busy` that arrives after seconds is no back-pressure at
+all; SPEC §15 promises it within 100 ms however loaded the service is.
+"""
+from __future__ import annotations
+
+import select
+import threading
+import time
+
+from graders import oracle
+from graders.checks.common import (error_problems, first_difference, http, metric,
+                                   redact, send)
+from graders.checks.registry import CheckFailed, check
+from graders.client import Connection, make_request
+from graders.faults.proxy import Latency
+
+BUSY_BOUND_S = 0.100
+GRADER_SLACK_S = 0.150   # the grader's own threads share two cores with four services
+
+
+@check(id="backpressure.busy_queue", title="overload gets prompt busy replies; admitted tasks are correct",
+       items=["backpressure.queue"], weight=2, stage=9, challenge="overload", timeout=30.0)
+def busy_queue(ctx):
+    """With FD_WORKERS=2, FD_QUEUE_SIZE=4 and collector replies slowed by 150 ms, 16 concurrent
+    submits: some are busy (11) with retry_after_ms, each within 100 ms (+150 ms grader
+    slack); every admitted task succeeds with the oracle's result; rejected tasks are not
+    stored; busy_rejections_total grows; the orchestrator stays ready."""
+    topo = ctx.topo
+    settings = topo.settings
+    workers, queue = int(settings.get("FD_WORKERS", 4)), int(settings.get("FD_QUEUE_SIZE", 64))
+    n = workers + queue + 10
+    ep = topo.deployment.endpoint("orchestrator")
+    inputs = [(ctx.task_id("load"), oracle.generate_input(ctx.rng, 6)) for _ in range(n)]
+    busy0 = metric(ctx, "orchestrator", "faultdrill_busy_rejections_total")
+    results: list = [None] * n
+    conns = [Connection(ep.host, ep.port, timeout=10.0) for _ in range(n)]
+    barrier = threading.Barrier(n, timeout=10.0)
+
+    def worker(i):
+        tid, task_input = inputs[i]
+        req = make_request("submit", {"task_type": "triage", "input": task_input}, token=ctx.token, task_id=tid)
+        try:
+            barrier.wait()
+            t0 = time.monotonic()
+            conns[i].send(req)
+            reply = conns[i].recv(timeout=10.0)
+            results[i] = (req, reply, time.monotonic() - t0)
+        except Exception as exc:  # noqa: BLE001 - reported below as the candidate's failure
+            results[i] = (req, exc, None)
+
+    tox = topo.agent_proxy["collector"].add(Latency(latency_ms=150, stream="downstream"))
+    ctx.note("fault", f"collector slowed by 150 ms; {n} concurrent submits (workers {workers}, queue {queue})")
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15.0)
+    finally:
+        topo.agent_proxy["collector"].remove(tox)
+        for c in conns:
+            c.close()
+    busy, admitted = [], []
+    for i, r in enumerate(results):
+        if r is None or isinstance(r[1], Exception):
+            raise CheckFailed("a submit under load got no reply", sent=inputs[i][0],
+                              received=str(r[1]) if r else "still waiting after 15 s")
+        req, reply, dt = r
+        if reply.get("type") == "error" and (reply.get("error") or {}).get("name") == "busy":
+            busy.append((req, reply, dt))
+        else:
+            admitted.append((req, reply, dt))
+    ctx.note("reaction", f"{len(busy)} busy, {len(admitted)} admitted; slowest busy "
+             f"{max((b[2] for b in busy), default=0) * 1000:.0f} ms")
+    if not busy:
+        raise CheckFailed(f"{n} concurrent submits with room for {workers + queue} must get some busy replies",
+                          expected="busy (11) for submits beyond FD_WORKERS + FD_QUEUE_SIZE", received="none",
+                          hint="Bound the queue; reject at once instead of queueing without limit.")
+    for req, reply, dt in busy:
+        probs = error_problems(reply, "busy")
+        if probs or not isinstance(reply["error"]["details"].get("retry_after_ms"), int) \
+                or reply["error"]["details"]["retry_after_ms"] < 1:
+            raise CheckFailed("busy must be well formed with retry_after_ms >= 1", received=reply)
+        if dt > BUSY_BOUND_S + GRADER_SLACK_S:
+            raise CheckFailed(f"a busy reply took {dt * 1000:.0f} ms", expected="within 100 ms",
+                              received=f"{dt * 1000:.0f} ms", hint="Admission control must not wait for a worker.")
+    if len(admitted) > workers + queue:
+        raise CheckFailed("more tasks were admitted than FD_WORKERS + FD_QUEUE_SIZE",
+                          expected=f"<= {workers + queue}", received=len(admitted))
+    for req, reply, _dt in admitted:
+        tid = req["task_id"]
+        task_input = req["payload"]["input"]
+        payload = reply.get("payload") or {}
+        if reply.get("type") != "submit_ok" or first_difference(oracle.expected_result("triage", task_input),
+                                                                 payload.get("result")):
+            raise CheckFailed("every admitted task must succeed with the right result", sent=tid,
+                              received=redact(reply, ctx.token))
+    for req, _reply, _dt in busy[:3]:
+        r2, reply = send(ctx, "orchestrator", "status", {}, task_id=req["task_id"])
+        if (reply.get("error") or {}).get("name") != "not_found":
+            raise CheckFailed("a task answered busy must not be stored", sent=redact(r2, ctx.token),
+                              expected="not_found", received=redact(reply, ctx.token))
+    grown = metric(ctx, "orchestrator", "faultdrill_busy_rejections_total") - busy0
+    if grown < len(busy):
+        raise CheckFailed("faultdrill_busy_rejections_total must count busy replies",
+                          expected=f">= {len(busy)}", received=grown)
+    if not topo.wait_ready(3.0):
+        status, _h, body = http(ctx, "orchestrator", "/readyz")
+        raise CheckFailed("the orchestrator must stay ready under overload", received=(status, body[:200]))
+
+
+@check(id="backpressure.connection_cap", title="connections over FD_MAX_CONNECTIONS get busy and are closed",
+       items=["backpressure.connection_cap"], weight=1, stage=9, challenge="overload")
+def connection_cap(ctx):
+    """With FD_MAX_CONNECTIONS=32, open 40 connections to the reporter: the extra ones get
+    a busy frame (in_reply_to null) and are closed; the others answer hello; once they
+    close, a new connection works."""
+    topo = ctx.topo
+    cap = int(topo.settings.get("FD_MAX_CONNECTIONS", 128))
+    ep = topo.deployment.endpoint("reporter")
+    total = cap + 8
+    conns = []
+    try:
+        for _ in range(total):
+            conns.append(Connection(ep.host, ep.port, timeout=5.0))
+        time.sleep(0.3)
+        readable, _w, _x = select.select([c.sock for c in conns], [], [], 0.5)
+        rejected = [c for c in conns if c.sock in readable]
+        accepted = [c for c in conns if c.sock not in readable]
+        busy_frames = []
+        for c in rejected:
+            try:
+                busy_frames.append(c.recv(timeout=2.0))
+            except Exception as exc:  # noqa: BLE001 - closed without a frame: reported below
+                busy_frames.append(f"{type(exc).__name__}: {exc}")
+        ctx.note("reaction", f"{len(accepted)} of {total} connections kept, {len(rejected)} refused")
+        if not rejected:
+            raise CheckFailed(f"{total} connections with FD_MAX_CONNECTIONS={cap}: the extra ones must be refused",
+                              expected="busy frame then close", received="all kept open")
+        for f in busy_frames:
+            if not isinstance(f, dict) or error_problems(f, "busy") or f.get("in_reply_to") is not None:
+                raise CheckFailed("a connection over the cap must get a busy frame with in_reply_to null",
+                                  expected="error 11 busy, in_reply_to null", received=f)
+        if len(accepted) > cap or len(accepted) < cap - 4:
+            raise CheckFailed(f"the cap is {cap} open connections", expected=f"{cap - 4}..{cap} kept",
+                              received=len(accepted))
+        for c in rejected:
+            if not c.wait_closed(3.0):
+                raise CheckFailed("a refused connection must be closed after the busy frame")
+        hello = make_request("hello", {"versions": [1], "role": "orchestrator"}, token=ctx.token)
+        for c in accepted[:3]:
+            reply = c.request(hello, timeout=5.0)
+            if reply.get("type") != "hello_ok":
+                raise CheckFailed("an accepted connection must be served", received=redact(reply, ctx.token))
+    finally:
+        for c in conns:
+            c.close()
+    time.sleep(0.3)
+    req, reply = send(ctx, "reporter", "hello", {"versions": [1], "role": "orchestrator"})
+    if reply.get("type") != "hello_ok":
+        raise CheckFailed("after the extra connections close, new connections must be served",
+                          received=redact(reply, ctx.token))

@@ -1,0 +1,296 @@
+"""Stage 3, bad-tokens: authentication, secrets, hostile frames.
+
+Why "and does nothing": an unauthorized reply is only half the contract; the other half
+(SPEC §7 step 2) is that nothing was executed, stored or echoed. So each refused work
+request is followed by looking for its record on disk and its execution in the metrics.
+"""
+from __future__ import annotations
+
+import json
+
+from graders import oracle
+from graders.checks.common import (CODE_TO_NAME, error_problems, expect_error, expect_ok, http,
+                                   metric, redact, send)
+from graders.checks.registry import CheckFailed, check
+from graders.client import Connection, ConnectionClosed, make_request
+
+ROLES = ("orchestrator", "collector", "analyzer", "reporter")
+WORK = {"orchestrator": "submit", "collector": "collect", "analyzer": "analyze", "reporter": "report"}
+
+
+def _work_payload(ctx, role: str) -> dict:
+    task_input = oracle.generate_input(ctx.rng, 5)
+    if role == "orchestrator":
+        return {"task_type": "triage", "input": task_input}
+    collect = oracle.collect({"source": task_input["source"], "records": task_input["records"]})
+    if role == "collector":
+        return {"source": task_input["source"], "records": task_input["records"]}
+    analysis = oracle.analyze({"source": collect["source"], "events": collect["events"]})
+    if role == "analyzer":
+        return {"source": collect["source"], "events": collect["events"]}
+    return {"analysis": analysis, "thresholds": {"error_permille": 50, "p95_latency_ms": 1000}}
+
+
+def _bad_token_frames(ctx, role: str, tid: str, payload: dict):
+    good = make_request(WORK[role], payload, token=ctx.token, task_id=tid)
+    wrong = "x" * len(ctx.token) if ctx.token[0] != "x" else "y" * len(ctx.token)
+    cases = []
+    for label, token in (("missing", None), ("wrong", wrong), ("empty", ""),
+                         ("long", ctx.token * 3000), ("prefix", ctx.token[:-1]),
+                         ("not a string", 12345), ("null", None)):
+        frame = dict(good)
+        frame.pop("token")
+        if label == "null":
+            frame["token"] = None
+        elif token is not None:
+            frame["token"] = token
+        cases.append((label, frame))
+    misplaced = dict(good)
+    misplaced.pop("token")
+    misplaced["payload"] = dict(payload, token=ctx.token)
+    cases.append(("in the payload instead of the envelope", misplaced))
+    return cases
+
+
+@check(id="security.token_refused", title="every service refuses bad tokens and does nothing",
+       items=["security.auth"], weight=3, stage=3, challenge="bad-tokens")
+def token_refused(ctx):
+    """Missing, wrong, empty, 200 KB long, truncated, non-string, null and misplaced tokens on
+    a work request to each service: unauthorized (20) whose message says unauthorized; no
+    record appears for the task and no step executes."""
+    dep = ctx.deployment
+    for role in ROLES:
+        tid = ctx.task_id(f"unauth-{role[:4]}")
+        payload = _work_payload(ctx, role)
+        executed0 = metric(ctx, role, "faultdrill_steps_executed_total") if role != "orchestrator" else 0
+        with Connection(dep.endpoint(role).host, dep.endpoint(role).port, timeout=5.0) as conn:
+            for label, frame in _bad_token_frames(ctx, role, tid, payload):
+                try:
+                    reply = conn.request(frame, timeout=5.0)
+                except ConnectionClosed as exc:
+                    raise CheckFailed(f"{role} closed the connection on a {label} token instead of "
+                                      "answering unauthorized", sent=redact(frame, ctx.token),
+                                      expected="error 20 unauthorized", received=str(exc),
+                                      hint="Refuse with a reply and keep the connection open.")
+                err = expect_error(reply, "unauthorized", sent=frame, token=ctx.token,
+                                   what=f"{role}: {label} token",
+                                   hint="Authenticate right after framing, before version, schema or type checks.")
+                if "unauthorized" not in str(err.get("message", "")).lower():
+                    raise CheckFailed(f"{role}: the unauthorized message must contain the word unauthorized",
+                                      received=err)
+                if reply.get("in_reply_to") != frame["msg_id"]:
+                    raise CheckFailed(f"{role}: in_reply_to must echo the readable msg_id even when unauthorized",
+                                      expected=frame["msg_id"], received=reply.get("in_reply_to"))
+        ctx.note("action", f"{role}: 8 bad-token {WORK[role]} requests refused")
+        leftovers = [f for f in dep.memory_files(role) if tid in f]
+        if leftovers:
+            raise CheckFailed(f"{role} stored something for an unauthenticated request",
+                              expected="no file naming the task", received=leftovers,
+                              hint="Nothing about an unauthenticated frame may be stored.")
+        if role != "orchestrator":
+            executed = metric(ctx, role, "faultdrill_steps_executed_total") - executed0
+            if executed:
+                raise CheckFailed(f"{role} executed work for an unauthenticated request",
+                                  expected=0, received=executed)
+        else:
+            req, reply = send(ctx, "orchestrator", "status", {}, task_id=tid)
+            expect_error(reply, "not_found", sent=req, token=ctx.token,
+                         what="status of a task submitted only with bad tokens")
+
+
+@check(id="security.no_token_leak", title="the token never appears in logs, replies, metrics, dashboard or memory",
+       items=["security.secrets"], weight=2, stage=3, challenge="bad-tokens")
+def no_token_leak(ctx):
+    """After the run so far plus a wrong-token request per service, search every captured
+    stderr/stdout line, every memory file, /metrics, the dashboard and /api/tasks for the
+    real token and for the wrong token a client sent."""
+    dep = ctx.deployment
+    wrong = "WRONGtok-" + "".join(ctx.rng.choice("abcdef0123456789") for _ in range(24))
+    for role in ROLES:
+        req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"}, token=wrong)
+        expect_error(reply, "unauthorized", sent=req, token=ctx.token, what=f"{role}: wrong token")
+        if wrong in json.dumps(reply):
+            raise CheckFailed(f"{role} echoed the wrong token in its reply", received=reply)
+    found = []
+    for role in ROLES:
+        for stream in ("stderr", "stdout"):
+            for line in dep.logs(role, stream):
+                for secret, name in ((ctx.token, "the token"), (wrong, "a wrong token a client sent")):
+                    if secret in line:
+                        found.append(f"{role} {stream}: {name}: {line.replace(ctx.token, '<TOKEN>')[:300]}")
+        for rel in dep.memory_files(role):
+            try:
+                data = dep.read_memory(role, rel)
+            except OSError:
+                continue
+            for secret, name in ((ctx.token, "the token"), (wrong, "a wrong token")):
+                if secret.encode() in data:
+                    found.append(f"{role} memory file {rel}: {name}")
+        paths = ["/metrics"] + (["/", "/api/tasks", "/api/alerts"] if role == "orchestrator" else [])
+        for path in paths:
+            status, _h, body = http(ctx, role, path)
+            for secret, name in ((ctx.token, "the token"), (wrong, "a wrong token")):
+                if secret.encode() in body:
+                    found.append(f"{role} GET {path}: {name}")
+    if found:
+        raise CheckFailed("the token leaked", expected="no occurrence anywhere",
+                          received=found[:20],
+                          hint="Redact secrets in the logger itself; log a token's length, never its value.")
+
+
+def _depth_frame(depth: int, token: str) -> bytes:
+    """An otherwise valid hello whose deepest value sits at `depth` (envelope = 1)."""
+    inner: object = 1
+    for _ in range(depth - 2):
+        inner = [inner]
+    req = make_request("hello", {"versions": [1], "role": "orchestrator", "x": inner}, token=token)
+    return json.dumps(req, separators=(",", ":")).encode() + b"\n"
+
+
+@check(id="security.malformed_frames", title="malformed, oversized and deep frames get 12/13; service stays up",
+       items=["security.input_validation", "security.resource_hygiene"], weight=2, stage=3,
+       challenge="bad-tokens")
+def malformed_frames(ctx):
+    """On each service: invalid UTF-8, not JSON, a JSON array, NaN, depth 33 -> malformed_frame
+    (12) with in_reply_to null and the connection still usable; empty lines ignored; \\r\\n
+    accepted; a 1 MiB + 1 line -> frame_too_large (13) then close; the service still answers."""
+    dep = ctx.deployment
+    hello = make_request("hello", {"versions": [1], "role": "orchestrator"}, token=ctx.token)
+    hello_line = json.dumps(hello, separators=(",", ":")).encode()
+    cases = [("invalid UTF-8", b"\xff\xfe{{{\n"), ("not JSON", b"hello there\n"),
+             ("a JSON array", b"[1,2,3]\n"), ("NaN", b'{"v":1,"x":NaN}\n'),
+             ("nesting depth 33", _depth_frame(33, ctx.token))]
+    for role in ROLES:
+        ep = dep.endpoint(role)
+        with Connection(ep.host, ep.port, timeout=5.0) as conn:
+            for label, raw in cases:
+                conn.send_raw(raw)
+                reply = conn.recv(timeout=5.0)
+                probs = error_problems(reply, "malformed_frame")
+                if probs or reply.get("in_reply_to") is not None:
+                    raise CheckFailed(f"{role}: {label} must get malformed_frame (12) with in_reply_to null"
+                                      + (": " + "; ".join(probs) if probs else ""),
+                                      sent=raw[:200], expected="error 12 malformed_frame",
+                                      received=redact(reply, ctx.token))
+            conn.send_raw(_depth_frame(32, ctx.token))
+            reply = conn.recv(timeout=5.0)
+            if reply.get("type") == "error" and reply.get("error", {}).get("code") == 12:
+                raise CheckFailed(f"{role}: depth 32 is allowed (the envelope is depth 1)",
+                                  expected="not malformed_frame", received=reply)
+            conn.send_raw(b"\n\r\n" + hello_line + b"\r\n")
+            reply = conn.recv(timeout=5.0)
+            expect_ok(reply, "hello", sent=hello, token=ctx.token,
+                      what=f"{role}: after malformed frames, empty lines and \\r\\n, hello on the same connection",
+                      hint="After malformed_frame the connection stays open; empty lines are ignored.")
+        with Connection(ep.host, ep.port, timeout=10.0) as conn:
+            chunk = b"a" * 65536
+            try:
+                for _ in range(16):
+                    conn.send_raw(chunk)
+                conn.send_raw(b"a")
+                reply = conn.recv(timeout=10.0)
+            except ConnectionClosed as exc:
+                raise CheckFailed(f"{role}: a line over 1 MiB must be answered frame_too_large before closing",
+                                  sent="1048577 bytes without a newline", expected="error 13 frame_too_large",
+                                  received=str(exc))
+            probs = error_problems(reply, "frame_too_large")
+            if probs or reply["error"]["details"].get("limit_bytes") != 1048576:
+                raise CheckFailed(f"{role}: an oversized line must get frame_too_large with limit_bytes 1048576",
+                                  sent="1048577 bytes without a newline", expected="error 13, limit_bytes 1048576",
+                                  received=reply)
+            if not conn.wait_closed(5.0):
+                raise CheckFailed(f"{role}: after frame_too_large the connection must be closed",
+                                  expected="EOF", received="connection still open after 5 s")
+        req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"})
+        expect_ok(reply, "hello", sent=req, token=ctx.token, what=f"{role} after hostile frames")
+    ctx.note("action", "malformed, deep and oversized frames sent to all four services")
+
+
+@check(id="security.hostile_fuzz", title="generated hostile frames get structured replies; services stay up",
+       items=["security.input_validation", "security.resource_hygiene"], weight=2, stage=3,
+       challenge="bad-tokens", visibility="hidden", timeout=40.0)
+def hostile_fuzz(ctx):
+    """Hypothesis generates frames (raw bytes, random JSON, near-valid envelopes with
+    wrong types; seeded from the grade seed, no shrinking). Every frame must get exactly
+    one reply that is a well-formed error of the SPEC table or an _ok reply; every service
+    must still answer hello and /livez afterwards."""
+    from hypothesis import HealthCheck, Phase, given, seed, settings
+    from hypothesis import strategies as st
+
+    dep = ctx.deployment
+    conns: dict[str, Connection] = {}
+    failures: list = []
+
+    def conn_for(role):
+        c = conns.get(role)
+        if c is None:
+            ep = dep.endpoint(role)
+            c = conns[role] = Connection(ep.host, ep.port, timeout=3.0)
+        return c
+
+    json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                          st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
+    json_val = st.recursive(json_leaf, lambda ch: st.one_of(st.lists(ch, max_size=4),
+                            st.dictionaries(st.text(max_size=8), ch, max_size=4)), max_leaves=12)
+    types = st.sampled_from(["hello", "submit", "status", "list", "collect", "analyze", "report",
+                             "frobnicate", "", "HELLO"])
+    envelope = st.fixed_dictionaries(
+        {"v": st.one_of(st.just(1), json_leaf), "type": st.one_of(types, json_leaf),
+         "msg_id": st.one_of(st.text(min_size=1, max_size=10), json_leaf),
+         "token": st.one_of(st.just(ctx.token), json_leaf),
+         "payload": st.one_of(json_val, st.just({}))},
+        optional={"task_id": st.one_of(st.text(max_size=70), json_leaf),
+                  "traceparent": st.one_of(st.text(max_size=60), json_leaf),
+                  "extra": json_val})
+    line = st.one_of(
+        st.binary(min_size=1, max_size=200).map(lambda b: b.replace(b"\n", b" ")),
+        json_val.map(lambda v: json.dumps(v).encode()),
+        envelope.map(lambda e: json.dumps(e).encode()))
+    role_st = st.sampled_from(ROLES)
+
+    @seed(ctx.seed)
+    @settings(max_examples=120, deadline=None, database=None, derandomize=False,
+              phases=(Phase.explicit, Phase.generate),
+              suppress_health_check=list(HealthCheck))
+    @given(role=role_st, raw=line)
+    def one(role, raw):
+        if failures or raw.strip(b"\r") == b"":
+            return
+        conn = conn_for(role)
+        try:
+            conn.send_raw(raw + b"\n")
+            reply = conn.recv(timeout=3.0)
+        except Exception as exc:  # noqa: BLE001 - every way of not replying is a failure here
+            failures.append((role, raw, f"{type(exc).__name__}: {exc}"))
+            conns.pop(role, None)
+            return
+        if reply.get("type") == "error":
+            err = reply.get("error") or {}
+            name = CODE_TO_NAME.get(err.get("code"))
+            if name is None or error_problems(reply, name):
+                failures.append((role, raw, reply))
+            elif name == "frame_too_large":
+                conns.pop(role, None)
+        elif not str(reply.get("type", "")).endswith("_ok"):
+            failures.append((role, raw, reply))
+
+    try:
+        one()
+    finally:
+        for c in conns.values():
+            c.close()
+    ctx.note("action", f"120 generated frames (hypothesis seed {ctx.seed})")
+    if failures:
+        role, raw, got = failures[0]
+        raise CheckFailed(f"{role}: a generated frame did not get a well-formed reply "
+                          f"(hypothesis seed {ctx.seed})", sent=raw[:300],
+                          expected="one error reply from the SPEC §6 table (exact code/name/definite/retryable/details) or an _ok reply",
+                          received=redact(got, ctx.token) if isinstance(got, dict) else got,
+                          hint="Check the order of SPEC §7 and that every type of every field is validated.")
+    for role in ROLES:
+        req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"})
+        expect_ok(reply, "hello", sent=req, token=ctx.token, what=f"{role} after fuzzing")
+        status, _h, _b = http(ctx, role, "/livez")
+        if status != 200:
+            raise CheckFailed(f"{role}: /livez after fuzzing", expected=200, received=status)
+

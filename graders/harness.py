@@ -1,0 +1,449 @@
+"""Runs checks against one submission: stages, verdicts, seeds, runs, cleanup.
+
+Why a harness apart from the checks: checks say what to observe; the harness decides how
+many deployments exist, in which order checks run, how long each may take, what counts
+against the candidate (fail) and what does not (error: the grader could not run it), and
+guarantees that everything it started is stopped, even on Ctrl-C.
+
+Speed: one shared deployment (four services behind fault proxies) serves every check that
+can share it; a check that changes a service's environment restores it; after each check
+the harness heals every fault and restarts anything that is down.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from graders.checks.registry import CheckFailed, CheckSpec, GraderError
+
+ROLES = ("orchestrator", "collector", "analyzer", "reporter")
+
+# Settings for the shared deployment: short timeouts so a full grade stays fast, and small
+# limits so overload is reachable with a few dozen connections.
+SHARED_ENV = {
+    "FD_ATTEMPT_TIMEOUT_MS": "500",
+    "FD_TASK_DEADLINE_MS": "3000",
+    "FD_RETRY_BASE_MS": "100",
+    "FD_RETRY_CAP_MS": "800",
+    "FD_RETRY_MAX_ATTEMPTS": "4",
+    "FD_WORKERS": "2",
+    "FD_QUEUE_SIZE": "4",
+    "FD_MAX_CONNECTIONS": "32",
+    "FD_IDLE_TIMEOUT_MS": "10000",
+    "FD_SHUTDOWN_GRACE_MS": "3000",
+}
+
+
+@dataclass
+class Verdict:
+    check_id: str
+    title: str
+    status: str                     # pass | fail | error
+    message: str
+    duration: float
+    seed: int
+    run: int
+    sent: object = None
+    expected: object = None
+    received: object = None
+    hint: str | None = None
+    log_lines: dict = field(default_factory=dict)
+    timeline: list = field(default_factory=list)
+    trace: str | None = None        # grader traceback, for errors only
+    started_at: float = 0.0         # seconds since the run started
+
+
+@dataclass
+class RunResult:
+    seed: int
+    runs: int
+    driver: str
+    submission: str
+    verdicts: list[Verdict]
+    duration: float
+    stopped_at_stage: int | None = None
+    cleanup: list[str] = field(default_factory=list)
+    setup_error: str | None = None
+
+
+class Progress:
+    """Progress lines, CodeCrafters style: `[grader:check-id] ...` for the grader,
+    `[your_<role>] ...` for relayed candidate output. Thread-safe."""
+
+    def __init__(self, stream=None, quiet: bool = False):
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    def say(self, tag: str, msg: str) -> None:
+        if self.quiet:
+            return
+        with self._lock:
+            for line in str(msg).splitlines() or [""]:
+                print(f"[grader:{tag}] {line}", file=self.stream, flush=True)
+
+    def relay(self, role: str, lines) -> None:
+        if self.quiet:
+            return
+        with self._lock:
+            for line in lines:
+                print(f"[your_{role}] {line}", file=self.stream, flush=True)
+
+
+def token_for_seed(seed: int) -> str:
+    """A token unique to the run (so a leak is unambiguous) but replayable from the seed."""
+    return "fdtok-" + hashlib.sha256(f"faultdrill-token:{seed}".encode()).hexdigest()[:32]
+
+
+def is_candidate_failure(exc: BaseException) -> bool:
+    """Exceptions raised while talking to the candidate are the candidate's failures;
+    anything else raised inside grader code is a grader error."""
+    if isinstance(exc, CheckFailed):
+        return True
+    if isinstance(exc, GraderError):
+        return False
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"ClientTimeout", "ConnectionClosed", "BadReply", "StartError",
+                "ConnectionError", "TimeoutError", "ssl.SSLError", "SSLError"}:
+        return True
+    return False
+
+
+class GradeEnv:
+    """What the checks of one run share: submission, driver, seed, token, the shared
+    topology (created on first use) and a list of extra deployments to close."""
+
+    def __init__(self, submission, driver, seed: int, progress: Progress, *,
+                 env_overrides: dict | None = None, driver_name: str = "process"):
+        self.submission = submission
+        self.driver = driver
+        self.driver_name = driver_name
+        self.seed = seed
+        self.progress = progress
+        self.token = token_for_seed(seed)
+        self.env_overrides = dict(SHARED_ENV, **(env_overrides or {}))
+        self._topo = None
+        self._start_failure: BaseException | None = None
+        self._extra: list = []
+        self.cleanup_notes: list[str] = []
+        self.t0 = time.monotonic()
+
+    # -- the shared topology -------------------------------------------------------------
+    def shared(self):
+        """The shared topology, started on first use. If the submission cannot start, the
+        same StartError is raised for every later check at once instead of waiting for
+        another start timeout per check."""
+        if self._topo is None:
+            if self._start_failure is not None:
+                raise self._start_failure
+            from graders.drivers.base import StartError
+            from graders.topology import Topology
+            try:
+                self._topo = Topology.up(self.submission, self.driver, seed=self.seed,
+                                         token=self.token, env_overrides=self.env_overrides)
+            except StartError as exc:
+                self._start_failure = exc
+                raise
+        return self._topo
+
+    @property
+    def has_shared(self) -> bool:
+        return self._topo is not None
+
+    def restore(self) -> None:
+        """Heal every fault and bring every service back with its base environment."""
+        topo = self._topo
+        if topo is None:
+            return
+        topo.heal()
+        dep = topo.deployment
+        for role, proxy in topo.agent_proxy.items():
+            ep = dep.endpoint(role)
+            if tuple(proxy.upstream) != (ep.host, ep.port):
+                proxy.set_upstream(ep.host, ep.port)
+                proxy.close_connections()
+        restarted = False
+        for role in ROLES:
+            if not dep.running(role):
+                dep.start(role, None)
+                restarted = True
+        if restarted:
+            topo.wait_ready(5.0)
+
+    def drop_shared(self) -> None:
+        if self._topo is not None:
+            topo, self._topo = self._topo, None
+            self._close(topo)
+
+    def track(self, closable) -> None:
+        """Register an extra deployment/topology/server that must be closed at the end."""
+        self._extra.append(closable)
+
+    def _close(self, obj) -> None:
+        try:
+            report = obj.close()
+        except Exception as exc:  # cleanup must go on whatever happens
+            self.cleanup_notes.append(f"cleanup of {type(obj).__name__} failed: {exc}")
+            return
+        if report is not None and getattr(report, "ok", True) is False:
+            self.cleanup_notes.append(str(report))
+
+    def close(self) -> None:
+        while self._extra:
+            self._close(self._extra.pop())
+        self.drop_shared()
+
+    def logs_snapshot(self) -> dict:
+        if self._topo is None:
+            return {}
+        dep = self._topo.deployment
+        out = {}
+        for role in ROLES:
+            try:
+                out[role] = len(dep.logs(role, "stderr"))
+            except Exception:
+                out[role] = 0
+        return out
+
+    def logs_since(self, snapshot: dict, *, limit: int = 40) -> dict:
+        if self._topo is None:
+            return {}
+        dep = self._topo.deployment
+        out = {}
+        for role in ROLES:
+            try:
+                lines = dep.logs(role, "stderr")
+            except Exception:
+                continue
+            start = snapshot.get(role, 0)
+            new = lines[start:] if len(lines) >= start else lines
+            if new:
+                out[role] = new[-limit:]
+        return out
+
+
+class CheckContext:
+    """Handed to each check: the shared topology, a seeded rng, a timeline, progress."""
+
+    def __init__(self, env: GradeEnv, spec: CheckSpec, run: int, seed: int):
+        self.env = env
+        self.spec = spec
+        self.run = run
+        self.seed = seed
+        self.rng = random.Random(f"{seed}:{spec.id}")
+        self.token = env.token
+        self.timeline: list[dict] = []
+        self._t0 = time.monotonic()
+        self._ids = 0
+        self.log_roles_of_interest: set[str] = set()
+
+    @property
+    def topo(self):
+        return self.env.shared()
+
+    @property
+    def deployment(self):
+        return self.env.shared().deployment
+
+    def say(self, msg: str) -> None:
+        self.env.progress.say(self.spec.id, msg)
+
+    def note(self, kind: str, text: str) -> None:
+        """Timeline entry: kind is 'fault' (injected), 'action' (grader did), 'reaction'
+        (system did), 'heal'."""
+        self.timeline.append({"t": round(time.monotonic() - self._t0, 3), "kind": kind,
+                              "text": text})
+
+    def task_id(self, prefix: str) -> str:
+        self._ids += 1
+        tag = hashlib.sha1(f"{self.seed}:{self.run}:{self.spec.id}".encode()).hexdigest()[:6]
+        return f"{prefix}-{tag}-{self._ids}"
+
+    def fail(self, message: str, **kw):
+        raise CheckFailed(message, **kw)
+
+
+def _run_one(env: GradeEnv, spec: CheckSpec, run: int, seed: int) -> Verdict:
+    ctx = CheckContext(env, spec, run, seed)
+    started = time.monotonic() - env.t0
+    snap = env.logs_snapshot()
+    box: dict = {}
+
+    def target():
+        try:
+            spec.func(ctx)
+            box["ok"] = True
+        except BaseException as exc:  # reported, never lost
+            box["exc"] = exc
+            box["tb"] = traceback.format_exc()
+
+    t0 = time.monotonic()
+    th = threading.Thread(target=target, name=f"check-{spec.id}", daemon=True)
+    th.start()
+    th.join(spec.timeout)
+    duration = time.monotonic() - t0
+    v = Verdict(spec.id, spec.title, "pass", "ok", round(duration, 3), seed, run,
+                timeline=ctx.timeline, started_at=round(started, 3))
+    if th.is_alive():
+        v.status = "fail"
+        v.message = (f"the check did not finish within {spec.timeout:.0f} s: a service stopped "
+                     "answering (every grader wait is bounded, so this adds up bounded waits)")
+        v.hint = "Look for a blocking call without a timeout, or a lock held across I/O."
+        env.drop_shared()  # unblocks the stuck thread's sockets; a fresh deployment follows
+        th.join(5.0)
+    elif "exc" in box:
+        exc = box["exc"]
+        if isinstance(exc, CheckFailed):
+            v.status, v.message = "fail", exc.message
+            v.sent, v.expected, v.received, v.hint = exc.sent, exc.expected, exc.received, exc.hint
+        elif is_candidate_failure(exc):
+            v.status = "fail"
+            v.message = f"{type(exc).__name__}: {exc}"
+            v.hint = _hint_for(exc)
+            v.received = getattr(exc, "raw", None) or getattr(exc, "output_tail", None)
+        else:
+            v.status = "error"
+            v.message = f"grader error: {type(exc).__name__}: {exc}"
+            v.trace = box.get("tb")
+    v.log_lines = env.logs_since(snap)
+    _redact_verdict(v, env.token)
+    return v
+
+
+def _redact(obj, secret: str):
+    if isinstance(obj, str):
+        return obj.replace(secret, "<TOKEN>")
+    if isinstance(obj, bytes):
+        return obj.replace(secret.encode(), b"<TOKEN>")
+    if isinstance(obj, dict):
+        return {k: _redact(x, secret) for k, x in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact(x, secret) for x in obj]
+    return obj
+
+
+def _redact_verdict(v: Verdict, secret: str) -> None:
+    """Reports are shared; the run's token never appears in them, even when a candidate
+    leaked it into a log line or a reply."""
+    if not secret:
+        return
+    for name in ("message", "sent", "expected", "received", "hint", "log_lines", "timeline", "trace"):
+        setattr(v, name, _redact(getattr(v, name), secret))
+
+
+def _hint_for(exc) -> str:
+    name = type(exc).__name__
+    if name == "ClientTimeout":
+        return "No reply within the timeout: is every request answered, one reply per frame, ending in \\n?"
+    if name == "ConnectionClosed":
+        return "The service closed the connection (EOF) without replying: did it crash, or close after one request? Connections are persistent."
+    if name == "BadReply":
+        return "The reply was not one JSON object on one line: check for pretty-printing, extra prints on the socket, or a missing \\n."
+    if name == "StartError":
+        return "The service did not start: its TCP port must accept connections and GET /livez must answer 200 within 10 s."
+    if "Reset" in name or "Refused" in name:
+        return "Connection refused or reset: is the service still running? Check its stderr below."
+    return "See the candidate log lines below."
+
+
+def select_checks(specs: list[CheckSpec], *, only=None, visible_only=False,
+                  challenge=None) -> list[CheckSpec]:
+    out = list(specs)
+    if visible_only:
+        out = [c for c in out if c.visibility == "visible"]
+    if challenge:
+        out = [c for c in out if c.challenge == challenge]
+    if only:
+        wanted = set(only)
+        known = {c.id for c in specs}
+        unknown = wanted - known
+        if unknown:
+            raise ValueError(f"unknown check id(s): {', '.join(sorted(unknown))}")
+        out = [c for c in out if c.id in wanted]
+    return out
+
+
+def run_checks(specs: list[CheckSpec], *, submission, driver, seed: int, runs: int = 1,
+               progress: Progress | None = None, stop_at_failing_stage: bool = False,
+               env_overrides: dict | None = None, driver_name: str = "process",
+               relay_on_failure: bool = True,
+               on_verdict: Callable[[Verdict], None] | None = None) -> RunResult:
+    """Run `specs` `runs` times (run r uses seed + r; every seed is printed). Returns all
+    verdicts. Everything started is closed before returning, even on KeyboardInterrupt."""
+    progress = progress or Progress()
+    restore_sigterm = _sigterm_as_interrupt()
+    try:
+        return _run_all(specs, submission=submission, driver=driver, seed=seed, runs=runs,
+                        progress=progress, stop_at_failing_stage=stop_at_failing_stage,
+                        env_overrides=env_overrides, driver_name=driver_name,
+                        relay_on_failure=relay_on_failure, on_verdict=on_verdict)
+    finally:
+        restore_sigterm()
+
+
+def _sigterm_as_interrupt():
+    """While checks run, SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C so that every
+    deployment is closed; returns a function restoring the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _run_all(specs, *, submission, driver, seed, runs, progress, stop_at_failing_stage,
+             env_overrides, driver_name, relay_on_failure, on_verdict) -> RunResult:
+    t0 = time.monotonic()
+    verdicts: list[Verdict] = []
+    stopped = None
+    cleanup: list[str] = []
+    for r in range(runs):
+        run_seed = seed + r
+        progress.say("setup", f"run {r + 1}/{runs} seed {run_seed} (replay: --seed {run_seed} --runs 1)")
+        env = GradeEnv(submission, driver, run_seed, progress, env_overrides=env_overrides,
+                       driver_name=driver_name)
+        try:
+            failed_stage = None
+            for spec in specs:
+                if failed_stage is not None and spec.stage > failed_stage:
+                    stopped = failed_stage
+                    break
+                progress.say(spec.id, f"stage {spec.stage} ({spec.challenge}): {spec.title}")
+                v = _run_one(env, spec, r, run_seed)
+                verdicts.append(v)
+                word = {"pass": "passed", "fail": "FAILED", "error": "GRADER ERROR"}[v.status]
+                progress.say(spec.id, f"{word} in {v.duration:.2f}s" + ("" if v.status == "pass" else f": {v.message}"))
+                if on_verdict:
+                    on_verdict(v)
+                if v.status == "fail" and relay_on_failure:
+                    for role, lines in v.log_lines.items():
+                        progress.relay(role, lines[-10:])
+                if v.status == "fail" and stop_at_failing_stage:
+                    failed_stage = spec.stage
+                try:
+                    env.restore()
+                except Exception as exc:
+                    progress.say("setup", f"could not restore the shared deployment ({exc}); starting a fresh one")
+                    env.drop_shared()
+            if stopped is not None:
+                break
+        finally:
+            env.close()
+            cleanup.extend(env.cleanup_notes)
+    return RunResult(seed=seed, runs=runs, driver=driver_name,
+                     submission=getattr(submission, "name", str(submission)),
+                     verdicts=verdicts, duration=round(time.monotonic() - t0, 3),
+                     stopped_at_stage=stopped, cleanup=cleanup)

@@ -1,0 +1,193 @@
+"""Scores from verdicts, driven entirely by rubric/rubric.toml.
+
+Why here and not in the checks: a check only says pass/fail/error with evidence; what
+that is worth is the rubric's business, so the weights live in one file people can read.
+Rules:
+- a check's credit is its pass fraction over runs, errors excluded (a grader error is
+  never counted against the candidate, and is listed instead);
+- an item's score is the weight-averaged credit of its checks (check weights from the
+  registry); an item whose checks all errored has no score and is listed as unscored;
+- an area's score is the item-weight-averaged score of its scored items;
+- the overall score is the area-weight-averaged score of scored areas;
+- a score maps to a suggested level by the rubric's thresholds. The decision stays human.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graders.paths import RUBRIC_DIR
+
+RUBRIC_PATH = RUBRIC_DIR / "rubric.toml"
+
+
+class RubricError(Exception):
+    """rubric.toml is missing or inconsistent."""
+
+
+def load_rubric(path: Path | None = None) -> dict:
+    path = Path(path or RUBRIC_PATH)
+    try:
+        with path.open("rb") as fh:
+            rubric = tomllib.load(fh)
+    except FileNotFoundError:
+        raise RubricError(f"rubric not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RubricError(f"{path}: invalid TOML: {exc}") from None
+    _validate(rubric, path)
+    return rubric
+
+
+def _validate(rubric: dict, path: Path) -> None:
+    levels = rubric.get("meta", {}).get("levels")
+    if levels != ["strong_no_hire", "leaning_no_hire", "leaning_hire", "strong_hire"]:
+        raise RubricError(f"{path}: meta.levels must list the four levels low to high")
+    th = rubric.get("thresholds", {})
+    if set(th) != set(levels):
+        raise RubricError(f"{path}: thresholds must give one value per level")
+    values = [th[lv] for lv in levels]
+    if values != sorted(values) or values[0] != 0:
+        raise RubricError(f"{path}: thresholds must increase from strong_no_hire = 0")
+    seen_items = set()
+    for area in rubric.get("areas", []):
+        for key in ("id", "title", "expected_answer", "levels", "items", "debrief_questions",
+                    "red_flags", "challenges", "weight"):
+            if key not in area:
+                raise RubricError(f"{path}: area {area.get('id')!r} lacks {key}")
+        if set(area["levels"]) != set(levels):
+            raise RubricError(f"{path}: area {area['id']} must anchor all four levels")
+        for item in area["items"]:
+            if not item["id"].startswith(area["id"] + "."):
+                raise RubricError(f"{path}: item {item['id']} must start with {area['id']}.")
+            if item["id"] in seen_items:
+                raise RubricError(f"{path}: duplicate item {item['id']}")
+            seen_items.add(item["id"])
+            if not item.get("checks"):
+                raise RubricError(f"{path}: item {item['id']} lists no checks")
+
+
+def rubric_check_ids(rubric: dict) -> set[str]:
+    return {cid for area in rubric["areas"] for item in area["items"] for cid in item["checks"]}
+
+
+def suggested_level(score: float | None, rubric: dict) -> str | None:
+    if score is None:
+        return None
+    th = rubric["thresholds"]
+    for level in reversed(rubric["meta"]["levels"]):
+        if score + 1e-12 >= th[level]:
+            return level
+    return rubric["meta"]["levels"][0]
+
+
+@dataclass
+class CheckCredit:
+    check_id: str
+    passes: int
+    fails: int
+    errors: int
+
+    @property
+    def credit(self) -> float | None:
+        counted = self.passes + self.fails
+        return None if counted == 0 else self.passes / counted
+
+
+@dataclass
+class ItemScore:
+    id: str
+    title: str
+    weight: float
+    score: float | None
+    checks: list[str]
+    errored: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AreaScore:
+    id: str
+    title: str
+    optional: bool
+    weight: float
+    score: float | None
+    level: str | None
+    items: list[ItemScore]
+
+
+@dataclass
+class ScoreSheet:
+    overall: float | None
+    overall_level: str | None
+    core: float | None
+    core_level: str | None
+    areas: list[AreaScore]
+    unscored_items: list[str]
+    grader_errors: list[str]
+
+
+def credits_from_verdicts(verdicts) -> dict[str, CheckCredit]:
+    """verdicts: iterable of objects with .check_id and .status in pass/fail/error."""
+    out: dict[str, CheckCredit] = {}
+    for v in verdicts:
+        c = out.setdefault(v.check_id, CheckCredit(v.check_id, 0, 0, 0))
+        if v.status == "pass":
+            c.passes += 1
+        elif v.status == "fail":
+            c.fails += 1
+        else:
+            c.errors += 1
+    return out
+
+
+def _wavg(pairs):
+    pairs = [(w, s) for w, s in pairs if s is not None]
+    total = sum(w for w, _ in pairs)
+    if not pairs or total <= 0:
+        return None
+    return sum(w * s for w, s in pairs) / total
+
+
+def score(credits: dict[str, CheckCredit], rubric: dict, check_weights: dict[str, float]) -> ScoreSheet:
+    """Score the checks that were run. Items whose checks were not run at all (e.g.
+    `--only`) or all errored are unscored rather than zero."""
+    areas = []
+    unscored = []
+    for area in rubric["areas"]:
+        items = []
+        for item in area["items"]:
+            pairs, errored = [], []
+            for cid in item["checks"]:
+                c = credits.get(cid)
+                if c is None:
+                    continue
+                if c.errors:
+                    errored.append(cid)
+                pairs.append((check_weights.get(cid, 1.0), c.credit))
+            s = _wavg(pairs)
+            if s is None:
+                unscored.append(item["id"])
+            items.append(ItemScore(item["id"], item["title"], float(item["weight"]), s,
+                                   list(item["checks"]), errored))
+        a = _wavg([(it.weight, it.score) for it in items])
+        areas.append(AreaScore(area["id"], area["title"], bool(area.get("optional")),
+                               float(area["weight"]), a, suggested_level(a, rubric), items))
+    overall = _wavg([(a.weight, a.score) for a in areas])
+    core = _wavg([(a.weight, a.score) for a in areas if not a.optional])
+    errors = sorted(cid for cid, c in credits.items() if c.errors)
+    return ScoreSheet(overall, suggested_level(overall, rubric), core,
+                      suggested_level(core, rubric), areas, unscored, errors)
+
+
+def points(credits: dict[str, CheckCredit], check_weights: dict[str, float]) -> tuple[float, float]:
+    """(score, max_score) in check-weight points for results.json; errored-only checks
+    contribute to neither."""
+    got = mx = 0.0
+    for cid, c in credits.items():
+        cr = c.credit
+        if cr is None:
+            continue
+        w = check_weights.get(cid, 1.0)
+        got += w * cr
+        mx += w
+    return round(got, 4), round(mx, 4)
