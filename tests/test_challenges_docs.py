@@ -17,7 +17,7 @@ CHALLENGES_DIR = ROOT / "challenges"
 CHALLENGES = ("pipeline-basics", "idempotency", "bad-tokens", "schema-drift",
               "dropped-sockets", "crash-restart", "corrupt-memory", "observability",
               "overload", "tls-shutdown")
-NOT_CHALLENGES = {"starter", "schemas"}
+NOT_CHALLENGES = {"starter", "schemas", "ci"}  # ci: the workflow template
 SECTIONS = ("The incident", "What the kit injects", "What passing looks like", "Hints",
             "Self-check", "SPEC sections that matter")
 HINT_TIERS = ("Nudge", "Direction", "Near-solution")
