@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faultdrill",
         description="faultdrill: a fault-injecting interview kit for distributed-systems "
-        "engineering. Run the reference, grade a submission, read the rubric.",
+        "engineering: run a system, inject faults, check it against the contract.",
     )
     parser.add_argument("--version", action="version", version=f"faultdrill {KIT_VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -34,8 +34,11 @@ ADDR_VARS = {"collector": "FD_COLLECTOR_ADDR", "analyzer": "FD_ANALYZER_ADDR",
 
 
 def add_arguments(parser):
-    parser.add_argument("path", nargs="?", default=str(paths.REFERENCE),
-                        help="submission folder with a faultdrill.toml (default: the reference)")
+    has_reference = (paths.REFERENCE / "faultdrill.toml").exists()
+    parser.add_argument("path", nargs=None if not has_reference else "?",
+                        default=str(paths.REFERENCE) if has_reference else None,
+                        help="submission folder with a faultdrill.toml"
+                        + (" (default: the reference)" if has_reference else ""))
     parser.add_argument("--port-base", type=int, default=7000,
                         help="orchestrator TCP port; the others follow (default 7000)")
     parser.add_argument("--token", default=os.environ.get("FD_TOKEN"),
