@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +83,14 @@ def test_up_runs_the_reference_and_task_reaches_it(tmp_path):
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["payload"]["result"]["summary"] == \
             "1 events from 1 services; 1 alerts; status critical"
+        # the example file the README points at works as it is
+        example = Path(__file__).resolve().parent.parent / "docs/examples/triage-task.json"
+        done = subprocess.run([sys.executable, "-m", "graders.cli", "task", str(example),
+                               "--port", str(base), "--token", "tok-123"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["payload"]["result"]["summary"] == \
+            "4 events from 2 services; 3 alerts; status critical"
         up.send_signal(__import__("signal").SIGTERM)
         rest = up.communicate(timeout=30)[0]
         assert "nothing left running" in rest
