@@ -1,0 +1,56 @@
+"""How long the grader takes: a full grade and one self-check of the reference.
+
+Why: an interviewer runs a full grade per candidate and a candidate runs the self-check
+in a loop, so both must stay fast (target: a full grade within 60 s). Uses the same
+harness the `grade` and `check` commands use (`graders.harness.run_checks` with the
+checks from `graders.checks.registry`), with the process driver. If that machinery
+cannot be imported, the keys are reported as missing with the reason - never invented.
+"""
+from __future__ import annotations
+
+import io
+import time
+from collections import Counter
+from pathlib import Path
+
+from .systems import REFERENCE
+
+__all__ = ["run_grader", "grade_once"]
+
+
+def grade_once(seed: int, *, root: Path = REFERENCE, only: list[str] | None = None,
+               visible_only: bool = False, stop_at_failing_stage: bool = False, runs: int = 1):
+    """One harness run; returns (RunResult, seconds). Imports lazily (see module doc)."""
+    from graders.checks.registry import all_checks
+    from graders.drivers.process import ProcessDriver
+    from graders.harness import Progress, run_checks, select_checks
+    from graders.manifest import load_manifest
+    specs = select_checks(all_checks(), only=only, visible_only=visible_only)
+    t0 = time.monotonic()
+    result = run_checks(specs, submission=load_manifest(root), driver=ProcessDriver(), seed=seed,
+                        runs=runs, progress=Progress(stream=io.StringIO()),
+                        stop_at_failing_stage=stop_at_failing_stage)
+    return result, time.monotonic() - t0
+
+
+def run_grader(seed: int, *, only: list[str] | None = None, log=print) -> dict:
+    """Keys: full_grade_s, self_check_s (+ verdict counts)."""
+    try:
+        full, full_s = grade_once(seed, only=only)
+        log(f"  grader: full grade {full_s:.1f} s")
+        check, check_s = grade_once(seed + 1, only=only, visible_only=True, stop_at_failing_stage=True)
+        log(f"  grader: self-check {check_s:.1f} s")
+    except ImportError as exc:
+        return {"full_grade_s": None, "self_check_s": None,
+                "missing_reason": f"grader machinery not importable: {exc}"}
+    return {
+        "full_grade_s": round(full_s, 2),
+        "self_check_s": round(check_s, 2),
+        "full_grade_verdicts": dict(Counter(v.status for v in full.verdicts)),
+        "self_check_verdicts": dict(Counter(v.status for v in check.verdicts)),
+        "checks": len(full.verdicts),
+        "not_passed": sorted(v.check_id for v in full.verdicts if v.status != "pass"),
+        "cleanup_notes": list(full.cleanup) + list(check.cleanup),
+        "settings": {"driver": "process", "subset": only},
+        "target": {"full_grade_s_max": 60.0},
+    }
