@@ -1,0 +1,74 @@
+"""Run `faultdrill grade` on a submission as a bounded subprocess and read its verdicts.
+
+Why a subprocess: it is exactly what an interviewer runs, the grader's own cleanup
+(process groups, temp dirs) is exercised for real, and the grader's PID names the
+temporary directories it creates (`/tmp/faultdrill-<pid>-*`), so a test can prove that
+nothing of one particular run is left behind while other grades run on the same machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class GradeRun:
+    path: Path
+    seed: int
+    rc: int | None
+    duration: float
+    pid: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    verdicts: dict[str, str] = field(default_factory=dict)     # check id -> pass|fail|error
+    outputs: dict[str, str] = field(default_factory=dict)      # check id -> report text
+
+    def failing(self) -> set[str]:
+        return {cid for cid, v in self.verdicts.items() if v == "fail"}
+
+    def errors(self) -> set[str]:
+        return {cid for cid, v in self.verdicts.items() if v == "error"}
+
+    def replay(self) -> str:
+        return f"python3 -m graders.cli grade {self.path} --seed {self.seed} --out <dir>"
+
+
+def grade(path: Path, seed: int, out: Path, *, timeout: float) -> GradeRun:
+    """A full grade of `path` (all checks); bounded by `timeout` seconds (then killed)."""
+    cmd = [sys.executable, "-m", "graders.cli", "grade", str(path), "--seed", str(seed),
+           "--out", str(out), "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    timed_out = False
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.terminate()          # the grader turns SIGTERM into a full cleanup
+        try:
+            stdout, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate(timeout=10)
+    run = GradeRun(path=path, seed=seed, rc=proc.returncode, duration=time.monotonic() - t0,
+                   pid=proc.pid, stdout=stdout, stderr=stderr, timed_out=timed_out)
+    results = out / "results.json"
+    if results.is_file():
+        doc = json.loads(results.read_text(encoding="utf-8"))
+        for test in doc.get("tests", []):
+            extra = test.get("extra_data") or {}
+            cid = extra.get("check_id")
+            if cid:
+                run.verdicts[cid] = extra.get("verdict")
+                run.outputs[cid] = test.get("output", "")
+    return run
