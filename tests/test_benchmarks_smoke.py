@@ -85,6 +85,7 @@ def test_grader_sane(tiny):
     if g.get("missing_reason"):
         pytest.fail(f"grader machinery missing: {g['missing_reason']}")
     assert g["full_grade_s"] > 0 and g["self_check_s"] > 0
+    assert "challenge_check_s" in g  # None in the tiny profile (a subset of checks)
     assert g["full_grade_verdicts"] == {"pass": 2}, g
     assert g["cleanup_notes"] == []
 
