@@ -97,23 +97,45 @@ class Progress:
                 print(f"[your_{role}] {line}", file=self.stream, flush=True)
 
 
+def stray_note(when: str, pids, role: str | None = None) -> str:
+    who = f"your {role}" if role else "a service"
+    return (f"NOTE: {who} left {len(list(pids))} process(es) running after its main process exited "
+            f"(pids {', '.join(map(str, pids))}), found {when}; the grader killed them. A service "
+            "must not leave children behind: stop worker processes on exit, never daemonise "
+            "(not scored; see the interviewer guide).")
+
+
 def token_for_seed(seed: int) -> str:
     """A token unique to the run (so a leak is unambiguous) but replayable from the seed."""
     return "fdtok-" + hashlib.sha256(f"faultdrill-token:{seed}".encode()).hexdigest()[:32]
 
 
+# Exception classes (matched by name anywhere in the MRO, so that subclasses count and
+# no driver module must be imported here) that can only come from talking to the
+# candidate: the protocol client (ClientError covers ClientTimeout, ConnectionClosed,
+# BadReply and an oversized HTTP body), a service that would not start or stop, a peer
+# that refused, reset or timed out, a broken TLS handshake, a garbled HTTP answer on a
+# side port (http.client.HTTPException: BadStatusLine, IncompleteRead, LineTooLong...).
+CANDIDATE_EXCEPTIONS = frozenset({
+    "ClientError", "ClientTimeout", "ConnectionClosed", "BadReply", "StartError",
+    "ConnectionError", "TimeoutError", "SSLError", "CertificateError", "HTTPException",
+})
+
+
 def is_candidate_failure(exc: BaseException) -> bool:
     """Exceptions raised while talking to the candidate are the candidate's failures;
-    anything else raised inside grader code is a grader error."""
+    anything else raised inside grader code is a grader error.
+
+    Data-shape problems (a reply member of the wrong type, a missing record file) are not
+    recognised here on purpose: checks read candidate data through
+    `graders.checks.common.dig/as_dict/read_record` and raise CheckFailed with evidence, so
+    an AttributeError or FileNotFoundError that still escapes is a grader bug to fix."""
     if isinstance(exc, CheckFailed):
         return True
     if isinstance(exc, GraderError):
         return False
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"ClientTimeout", "ConnectionClosed", "BadReply", "StartError",
-                "ConnectionError", "TimeoutError", "ssl.SSLError", "SSLError"}:
-        return True
-    return False
+    return bool(names & CANDIDATE_EXCEPTIONS)
 
 
 class GradeEnv:
@@ -133,6 +155,8 @@ class GradeEnv:
         self._start_failure: BaseException | None = None
         self._extra: list = []
         self.cleanup_notes: list[str] = []
+        self.stray_notes: list[str] = []
+        self._strays_seen: set[int] = set()
         self.t0 = time.monotonic()
 
     # -- the shared topology -------------------------------------------------------------
@@ -192,8 +216,51 @@ class GradeEnv:
         except Exception as exc:  # cleanup must go on whatever happens
             self.cleanup_notes.append(f"cleanup of {type(obj).__name__} failed: {exc}")
             return
-        if report is not None and getattr(report, "ok", True) is False:
+        if report is None:
+            return
+        for role, pids in self._strays_of(getattr(obj, "deployment", obj)).items():
+            note = stray_note("when the deployment was closed", pids, role)
+            self.stray_notes.append(note)
+            self.progress.say("cleanup", note)
+        strays = [p for p in (getattr(report, "stray_pids", None) or []) if p not in self._strays_seen]
+        if strays:
+            self._strays_seen.update(strays)
+            note = stray_note("at the end of the run", strays)
+            self.stray_notes.append(note)
+            self.progress.say("cleanup", note)
+        if getattr(report, "ok", True) is False:
             self.cleanup_notes.append(str(report))
+
+    def new_strays(self) -> dict[str, list[int]]:
+        """Processes the driver found alive after a service's main process exited (and
+        killed), not reported before: {role: [pid, ...]}.
+
+        Why the harness reports them: a service that leaves children behind (a worker
+        that survives its parent, a daemonised helper) leaks in production exactly as it
+        does here; the driver cleans up silently, so without this the candidate never
+        learns it happened. Reported as a note, not scored (rubric/INTERVIEWER_GUIDE.md)."""
+        if self._topo is None:
+            return {}
+        return self._strays_of(self._topo.deployment)
+
+    def _strays_of(self, dep) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        getter = getattr(dep, "stray_pids", None)
+        try:
+            if callable(getter):
+                raw = getter()
+                per_role = raw if isinstance(raw, dict) else {"service": list(raw or [])}
+            else:
+                services = getattr(dep, "services", {}) or {}
+                per_role = {role: list(getattr(svc, "strays", []) or []) for role, svc in services.items()}
+        except Exception:  # noqa: BLE001 - a driver without the information reports nothing
+            return {}
+        for role, pids in per_role.items():
+            fresh = [p for p in pids if p not in self._strays_seen]
+            if fresh:
+                self._strays_seen.update(fresh)
+                found[role] = fresh
+        return found
 
     def close(self) -> None:
         while self._extra:
@@ -348,6 +415,8 @@ def _hint_for(exc) -> str:
         return "The reply was not one JSON object on one line: check for pretty-printing, extra prints on the socket, or a missing \\n."
     if name == "StartError":
         return "The service did not start: its TCP port must accept connections and GET /livez must answer 200 within 10 s."
+    if "HTTPException" in {cls.__name__ for cls in type(exc).__mro__}:
+        return "The HTTP side port did not answer valid HTTP/1.1 (status line, headers, body length)."
     if "Reset" in name or "Refused" in name:
         return "Connection refused or reset: is the service still running? Check its stderr below."
     return "See the candidate log lines below."
@@ -404,6 +473,20 @@ def _sigterm_as_interrupt():
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+def _note_strays(env: GradeEnv, v: Verdict, spec: CheckSpec, when: str) -> None:
+    """Strays found since the last look are evidence on the check during which they were
+    found (its timeline), a progress line, and a note in the run's cleanup list."""
+    try:
+        found = env.new_strays()
+    except Exception:  # noqa: BLE001 - reporting must never break a grade
+        return
+    for role, pids in found.items():
+        note = stray_note(when, pids, role)
+        v.timeline.append({"t": round(v.duration, 3), "kind": "note", "text": note})
+        env.stray_notes.append(f"{spec.id}: {note}")
+        env.progress.say(spec.id, note)
+
+
 def _run_all(specs, *, submission, driver, seed, runs, progress, stop_at_failing_stage,
              env_overrides, driver_name, relay_on_failure, on_verdict) -> RunResult:
     t0 = time.monotonic()
@@ -423,6 +506,7 @@ def _run_all(specs, *, submission, driver, seed, runs, progress, stop_at_failing
                     break
                 progress.say(spec.id, f"stage {spec.stage} ({spec.challenge}): {spec.title}")
                 v = _run_one(env, spec, r, run_seed)
+                _note_strays(env, v, spec, "during this check")
                 verdicts.append(v)
                 word = {"pass": "passed", "fail": "FAILED", "error": "GRADER ERROR"}[v.status]
                 progress.say(spec.id, f"{word} in {v.duration:.2f}s" + ("" if v.status == "pass" else f": {v.message}"))
@@ -438,10 +522,12 @@ def _run_all(specs, *, submission, driver, seed, runs, progress, stop_at_failing
                 except Exception as exc:
                     progress.say("setup", f"could not restore the shared deployment ({exc}); starting a fresh one")
                     env.drop_shared()
+                _note_strays(env, v, spec, "when services were restarted after this check")
             if stopped is not None:
                 break
         finally:
             env.close()
+            cleanup.extend(env.stray_notes)
             cleanup.extend(env.cleanup_notes)
     return RunResult(seed=seed, runs=runs, driver=driver_name,
                      submission=getattr(submission, "name", str(submission)),

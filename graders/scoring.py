@@ -9,7 +9,12 @@ Rules:
   registry); an item whose checks all errored has no score and is listed as unscored;
 - an area's score is the item-weight-averaged score of its scored items;
 - the overall score is the area-weight-averaged score of scored areas;
-- a score maps to a suggested level by the rubric's thresholds. The decision stays human.
+- a score maps to a suggested level by the rubric's thresholds;
+- the overall (and core) suggestion is capped: at most `meta.cap_bands_above_weakest_core`
+  levels above the level of the weakest scored core area (optional areas never lower
+  it), so a submission that fails a whole core area cannot ride the average of the others
+  to "Strong hire". The sheet keeps the uncapped level and names the capping area.
+The decision stays human.
 """
 from __future__ import annotations
 
@@ -49,6 +54,9 @@ def _validate(rubric: dict, path: Path) -> None:
     values = [th[lv] for lv in levels]
     if values != sorted(values) or values[0] != 0:
         raise RubricError(f"{path}: thresholds must increase from strong_no_hire = 0")
+    cap = rubric["meta"].get("cap_bands_above_weakest_core")
+    if not isinstance(cap, int) or isinstance(cap, bool) or not 0 <= cap < len(levels):
+        raise RubricError(f"{path}: meta.cap_bands_above_weakest_core must be an integer 0..{len(levels) - 1}")
     seen_items = set()
     for area in rubric.get("areas", []):
         for key in ("id", "title", "expected_answer", "levels", "items", "debrief_questions",
@@ -118,12 +126,47 @@ class AreaScore:
 @dataclass
 class ScoreSheet:
     overall: float | None
-    overall_level: str | None
+    overall_level: str | None           # suggested level, after the weakest-core-area cap
     core: float | None
-    core_level: str | None
+    core_level: str | None              # likewise capped
     areas: list[AreaScore]
     unscored_items: list[str]
     grader_errors: list[str]
+    overall_uncapped_level: str | None = None   # the level the score alone would suggest
+    core_uncapped_level: str | None = None
+    capped_by: str | None = None        # id of the weakest core area, when it lowered a level
+    capped_by_title: str | None = None
+
+    def level_note(self, which: str, titles: dict[str, str]) -> str:
+        """Human text of the overall or core suggestion, naming a cap when one applied:
+        "Leaning hire, capped by <area> (score alone: Strong hire)"."""
+        level = getattr(self, f"{which}_level")
+        uncapped = getattr(self, f"{which}_uncapped_level")
+        text = titles.get(level, "—") if level else "—"
+        if level and uncapped and uncapped != level and self.capped_by_title:
+            text += f", capped by {self.capped_by_title} (score alone: {titles.get(uncapped, uncapped)})"
+        return text
+
+
+def level_cap(areas: list[AreaScore], rubric: dict) -> tuple[str | None, AreaScore | None]:
+    """(highest level the overall suggestion may take, the core area that sets it).
+
+    The weakest scored core (non-optional) area decides; unscored areas and optional
+    areas are ignored. (None, None) when no core area is scored."""
+    levels = rubric["meta"]["levels"]
+    bands = rubric["meta"]["cap_bands_above_weakest_core"]
+    core = [a for a in areas if not a.optional and a.level is not None]
+    if not core:
+        return None, None
+    weakest = min(core, key=lambda a: (levels.index(a.level), a.score))
+    return levels[min(len(levels) - 1, levels.index(weakest.level) + bands)], weakest
+
+
+def _capped(level: str | None, cap: str | None, rubric: dict) -> str | None:
+    if level is None or cap is None:
+        return level
+    levels = rubric["meta"]["levels"]
+    return level if levels.index(level) <= levels.index(cap) else cap
 
 
 def credits_from_verdicts(verdicts) -> dict[str, CheckCredit]:
@@ -175,8 +218,14 @@ def score(credits: dict[str, CheckCredit], rubric: dict, check_weights: dict[str
     overall = _wavg([(a.weight, a.score) for a in areas])
     core = _wavg([(a.weight, a.score) for a in areas if not a.optional])
     errors = sorted(cid for cid, c in credits.items() if c.errors)
-    return ScoreSheet(overall, suggested_level(overall, rubric), core,
-                      suggested_level(core, rubric), areas, unscored, errors)
+    overall_raw, core_raw = suggested_level(overall, rubric), suggested_level(core, rubric)
+    cap, weakest = level_cap(areas, rubric)
+    overall_level, core_level = _capped(overall_raw, cap, rubric), _capped(core_raw, cap, rubric)
+    lowered = overall_level != overall_raw or core_level != core_raw
+    return ScoreSheet(overall, overall_level, core, core_level, areas, unscored, errors,
+                      overall_uncapped_level=overall_raw, core_uncapped_level=core_raw,
+                      capped_by=weakest.id if lowered else None,
+                      capped_by_title=weakest.title if lowered else None)
 
 
 def points(credits: dict[str, CheckCredit], check_weights: dict[str, float]) -> tuple[float, float]:

@@ -83,7 +83,14 @@ class Topology:
                 env.update(overrides[role])
                 base_env[role] = env
             deployment = driver.deploy(submission, base_env=base_env)
+            # Where the orchestrator reaches the grader's host: 127.0.0.1 for local
+            # processes, the private network's gateway for containers (whose driver turns
+            # `127.0.0.1:<proxy port>` into `<proxy_host>:<proxy port>`). Agent proxies
+            # listen there too, never on a wildcard address.
+            proxy_host = getattr(deployment, "proxy_host", "127.0.0.1") or "127.0.0.1"
             for agent in AGENTS:
+                if proxy_host != "127.0.0.1":
+                    proxies[agent].listen_also(proxy_host)
                 ep = deployment.endpoint(agent)
                 proxies[agent].set_upstream(ep.host, ep.port)
             ep = deployment.endpoint("orchestrator")
@@ -102,11 +109,19 @@ class Topology:
                 deployment.close()
             raise
 
-    def start_all(self, timeout: float = 10.0) -> None:
-        """Agents first, then the orchestrator (whose readiness depends on them)."""
+    def start_all(self, timeout: float = 10.0, env: dict | None = None) -> None:
+        """Agents first, then the orchestrator (whose readiness depends on them). `env`
+        ({role: {VAR: value}} or a flat {VAR: value} for every role) is the start
+        environment, which later restarts keep (e.g. TLS file paths placed after deploy)."""
+        per_role = _split_overrides(env)
         for role in AGENTS:
-            self.deployment.start(role, timeout=timeout)
-        self.deployment.start("orchestrator", timeout=timeout)
+            self.deployment.start(role, per_role[role] or None, timeout=timeout)
+        self.deployment.start("orchestrator", per_role["orchestrator"] or None, timeout=timeout)
+        for var, value in per_role["orchestrator"].items():
+            if value is None:
+                self.settings.pop(var, None)
+            else:
+                self.settings[var] = value
 
     @property
     def proxies(self) -> list[FaultProxy]:

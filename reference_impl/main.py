@@ -103,9 +103,14 @@ def build(config, *, stderr=None) -> tuple[lifecycle.Node, Logger]:
 
     def on_close() -> None:
         if is_orch:
-            service.stop_workers()
+            service.stop_workers(0.3)  # daemon threads; an idle worker notices within 0.2 s
 
-    node = lifecycle.Node(service, server, side, on_start=on_start, drain_extra=drain_extra, on_close=on_close)
+    def release_waiters() -> None:
+        if is_orch:
+            service.release_waiters(config.shutdown_grace_ms)
+
+    node = lifecycle.Node(service, server, side, on_start=on_start, drain_extra=drain_extra, on_close=on_close,
+                          release_waiters=release_waiters)
     return node, log
 
 

@@ -33,10 +33,10 @@ BOUND_S = 100.0            # each grade must finish within this (observed: 2-70 
 KILL_AFTER_S = 180.0       # the subprocess is killed after this: the test never hangs
 CHECK_IDS = {c.id for c in all_checks()}
 
-# Known grader gap (reported): security.hostile_fuzz accepts any "*_ok" reply, and its
-# final liveness probe only needs type hello_ok, so a service answering every frame with
-# a fixed {"type": "hello_ok"} passes it.
-FUZZ_GAP = {"security.hostile_fuzz"}
+# Formerly a grader gap: security.hostile_fuzz accepted any "*_ok" reply, so a service
+# answering every frame with a fixed {"type": "hello_ok"} passed it. It now judges each
+# reply against SPEC §7 (tests/test_grader_fairness.py), so no check may pass here.
+FUZZ_GAP: set[str] = set()
 
 
 @dataclass(frozen=True)

@@ -342,7 +342,10 @@ def test_corrupt_memory_at_start_is_quarantined(tmp_path):
 
 def test_busy_when_queue_full_and_connection_cap(tmp_path):
     env = {**FAST_ENV, "FD_QUEUE_SIZE": "1", "FD_WORKERS": "1", "FD_ATTEMPT_TIMEOUT_MS": "3000"}
-    with RefSystem(tmp_path, env=env, role_env={"collector": {"FD_MAX_CONNECTIONS": "1"}}) as rs:
+    # The cap is tested on the reporter: the orchestrator keeps a pooled connection to the
+    # collector once q-1 has been collected (SPEC §14.1 allows persistent connections), but
+    # has not talked to the reporter yet while q-1 is stuck at analyze.
+    with RefSystem(tmp_path, env=env, role_env={"reporter": {"FD_MAX_CONNECTIONS": "1"}}) as rs:
         rs.send_signal("analyzer", signal.SIGSTOP)
         try:
             assert rs.submit("q-1", SMALL, wait=False)["type"] == "submit_ok"
@@ -354,7 +357,7 @@ def test_busy_when_queue_full_and_connection_cap(tmp_path):
             assert busy["error"]["code"] == 11 and busy["error"]["details"]["retry_after_ms"] >= 1
             assert rs.status("q-3")["error"]["code"] == 41  # not stored
             assert metric_value(rs.metrics("orchestrator"), "faultdrill_busy_rejections_total") >= 1
-            with rs.client("collector") as first, rs.client("collector") as second:
+            with rs.client("reporter") as first, rs.client("reporter") as second:
                 assert first.request(rs.envelope("hello", {"versions": [1]}))["type"] == "hello_ok"
                 r = second.recv()
                 assert r["error"]["code"] == 11 and r["in_reply_to"] is None

@@ -298,7 +298,10 @@ def test_task_table_recovers_active_tasks_as_failed(tmp_path):
     assert sorted(table2.recover()) == ["a", "b"]
     a = table2.lookup("a")
     assert a["status"] == "failed" and a["error"]["name"] == "timeout"
-    assert a["error"]["details"]["step"] == "collect" and a["steps"][0]["status"] == "failed"
+    # Step progress is kept in memory only (two durable writes per run: admission and
+    # finish), so the crashed task's record names no step; `timeout.details.step` may be
+    # null (SPEC §6).
+    assert a["error"]["details"]["step"] is None and a["steps"] == []
     assert store2.get("a")["status"] == "failed"
     assert table2.admit("a", "triage", INPUT, lambda t: True)[0] == "queued"
 

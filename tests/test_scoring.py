@@ -98,3 +98,98 @@ def test_scores_are_bounded_and_monotone(outcomes):
 
 def test_credit_none_when_only_errors():
     assert CheckCredit("x", 0, 0, 2).credit is None
+
+
+# -- the overall suggestion is capped by the weakest core area (H12 item f) ---------------------
+def _failing(*check_ids):
+    return [v(c, "fail" if c in check_ids else "pass") for c in WEIGHTS]
+
+
+def _area_checks(area_id):
+    area = next(a for a in RUBRIC["areas"] if a["id"] == area_id)
+    return {cid for item in area["items"] for cid in item["checks"]}
+
+
+def test_core_areas_are_the_five_and_the_cap_is_one_band():
+    assert [a["id"] for a in RUBRIC["areas"] if not a.get("optional")] == [
+        "orchestration", "memory", "routing", "observability", "security"]
+    assert RUBRIC["meta"]["cap_bands_above_weakest_core"] == 1
+
+
+def test_a_hole_in_a_core_area_caps_strong_hire():
+    """Failing durable idempotency entirely (routing.idempotency: agent replay and the
+    orchestrator's replay/conflict/in_progress) leaves a high average but a weak area."""
+    idem = [c for c in WEIGHTS if c.startswith("idempotency.")]
+    sheet = score(credits_from_verdicts(_failing(*idem)), RUBRIC, WEIGHTS)
+    weakest = min((a for a in sheet.areas if not a.optional), key=lambda a: a.score)
+    assert sheet.overall >= RUBRIC["thresholds"]["strong_hire"], "the average alone says strong hire"
+    assert sheet.overall_uncapped_level == "strong_hire"
+    assert weakest.level in ("strong_no_hire", "leaning_no_hire")
+    levels = RUBRIC["meta"]["levels"]
+    assert sheet.overall_level == levels[levels.index(weakest.level) + 1]
+    assert sheet.capped_by == weakest.id
+    titles = RUBRIC["meta"]["level_titles"]
+    note = sheet.level_note("overall", titles)
+    assert note.startswith(titles[sheet.overall_level]) and f"capped by {weakest.title}" in note
+    assert "Strong hire" in note
+
+
+def test_a_whole_core_area_failing_caps_at_leaning_no_hire():
+    sheet = score(credits_from_verdicts(_failing(*_area_checks("observability"))), RUBRIC, WEIGHTS)
+    obs = next(a for a in sheet.areas if a.id == "observability")
+    assert obs.score == 0 and obs.level == "strong_no_hire"
+    assert sheet.overall_level == "leaning_no_hire" and sheet.core_level == "leaning_no_hire"
+    assert sheet.capped_by == "observability"
+
+
+def test_optional_areas_never_pull_the_suggestion_down():
+    optional = set().union(*(_area_checks(a["id"]) for a in RUBRIC["areas"] if a.get("optional")))
+    core = set().union(*(_area_checks(a["id"]) for a in RUBRIC["areas"] if not a.get("optional")))
+    only_optional = optional - core                      # checks that evidence only optional items
+    sheet = score(credits_from_verdicts(_failing(*only_optional)), RUBRIC, WEIGHTS)
+    assert all(a.score == 0 for a in sheet.areas if a.optional and _area_checks(a.id) <= only_optional)
+    assert sheet.core_level == "strong_hire" and sheet.capped_by is None
+    assert sheet.overall_level == sheet.overall_uncapped_level
+    assert sheet.level_note("core", RUBRIC["meta"]["level_titles"]) == "Strong hire"
+
+
+def test_no_cap_when_the_weakest_core_area_is_close():
+    sheet = score(credits_from_verdicts(_failing("memory.retention")), RUBRIC, WEIGHTS)
+    assert sheet.capped_by is None and sheet.overall_level == sheet.overall_uncapped_level
+    assert "capped" not in sheet.level_note("overall", RUBRIC["meta"]["level_titles"])
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(WEIGHTS)), st.sampled_from(["pass", "fail"]), min_size=1))
+def test_the_cap_holds_and_never_raises_a_level(outcomes):
+    sheet = score(credits_from_verdicts([v(c, s) for c, s in outcomes.items()]), RUBRIC, WEIGHTS)
+    levels = RUBRIC["meta"]["levels"]
+    core = [a for a in sheet.areas if not a.optional and a.level is not None]
+    for level, raw in ((sheet.overall_level, sheet.overall_uncapped_level),
+                       (sheet.core_level, sheet.core_uncapped_level)):
+        if level is None:
+            continue
+        assert levels.index(level) <= levels.index(raw)
+        if core:
+            assert levels.index(level) <= min(levels.index(a.level) for a in core) + 1
+        if level != raw:
+            assert sheet.capped_by in {a.id for a in core}
+
+
+def test_reports_show_the_cap(tmp_path):
+    from graders.harness import RunResult
+    from graders.report import write_reports
+    idem = [c for c in WEIGHTS if c.startswith("idempotency.")]
+    verdicts = _failing(*idem)
+    sheet = score(credits_from_verdicts(verdicts), RUBRIC, WEIGHTS)
+    result = RunResult(seed=1, runs=1, driver="process", submission="capped", verdicts=verdicts, duration=1.0)
+    write_reports(result, sheet, RUBRIC, all_checks(), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    html = (tmp_path / "report.html").read_text()
+    weakest = next(a for a in sheet.areas if a.id == sheet.capped_by)
+    assert f"capped by {weakest.title}" in md and "score alone: Strong hire" in md
+    assert f"capped by {weakest.title}" in html
+    import json
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["extra_data"]["overall"]["capped_by"] == weakest.id
+    assert data["extra_data"]["overall"]["uncapped_level"] == "strong_hire"

@@ -73,6 +73,67 @@ def error_problems(reply: dict, name: str) -> list[str]:
     return probs
 
 
+def dig(value, *path, default=None):
+    """Walk a candidate's JSON value by keys (dicts) and indexes (lists); `default` as soon
+    as the shape is not what the path assumes.
+
+    Why: a check reads members of replies the candidate built. A reply of the wrong shape
+    is the candidate's failure, so a check must compare it and fail with evidence, never
+    crash on it with AttributeError/TypeError (which the harness reports as a grader
+    error, excluded from the score)."""
+    for key in path:
+        if isinstance(key, int) and not isinstance(key, bool):
+            if not isinstance(value, list) or not -len(value) <= key < len(value):
+                return default
+            value = value[key]
+        elif isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            return default
+    return value
+
+
+def as_dict(value) -> dict:
+    """`value` when it is a JSON object, else {} (so `.get` on candidate data is safe)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value) -> list:
+    """`value` when it is a JSON array, else []."""
+    return value if isinstance(value, list) else []
+
+
+def read_record(ctx, role: str, task_id: str, *, what: str = "") -> tuple[bytes, dict]:
+    """The raw bytes and the parsed object of `role`'s record for `task_id`.
+
+    SPEC §11.1 fixes the layout and the record's shape, so a missing, unreadable or
+    non-object record is the candidate's failure: CheckFailed naming the expected file
+    and the files found, not an OSError/ValueError escaping as a grader error."""
+    dep = ctx.deployment
+    rel = f"records/{task_id}.json"
+    prefix = f"{role}: " + (what + ": " if what else "")
+    files = dep.memory_files(role)
+    hint = ("SPEC §11.1: one record per task at $FD_MEMORY_DIR/records/<task_id>.json, "
+            "a JSON object, durable before the reply.")
+    if rel not in files:
+        raise CheckFailed(prefix + f"the record must be at $FD_MEMORY_DIR/{rel}",
+                          expected=rel, received={"files found": files[:20], "count": len(files)},
+                          hint=hint)
+    try:
+        data = dep.read_memory(role, rel)
+    except OSError as exc:
+        raise CheckFailed(prefix + f"$FD_MEMORY_DIR/{rel} cannot be read", expected="a readable file",
+                          received=f"{type(exc).__name__}: {exc}", hint=hint) from None
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise CheckFailed(prefix + f"$FD_MEMORY_DIR/{rel} must hold one JSON object",
+                          expected="a UTF-8 JSON object", received=data[:300], hint=hint)
+    return data, obj
+
+
 def expect_error(reply: dict, name: str, *, sent=None, token: str = "", hint: str | None = None,
                  what: str = "") -> dict:
     probs = error_problems(reply, name)
@@ -206,3 +267,61 @@ def wait_for_logs(ctx, role: str, start: int, pred, want: int = 1, timeout: floa
         if len(found) >= want or time.monotonic() >= deadline:
             return found
         time.sleep(0.05)
+
+
+def optional_metric(ctx, role: str, name: str, **labels) -> float | None:
+    """A metric used as SECONDARY evidence: its value, or None (with a timeline note) when
+    /metrics does not answer 200 or the family `name` is not exposed.
+
+    Why: every SPEC requirement is evidenced by one check. Whether the required metrics
+    exist is observability.metrics_format's question; a check about idempotency, memory or
+    authentication judges its own subject from primary evidence (proxy-recorded frames,
+    memory files, replies) and reads a counter only when it is there, so one missing
+    /metrics endpoint costs the metrics check and nothing else."""
+    try:
+        status, _headers, body = http(ctx, role, "/metrics")
+    except Exception as exc:  # noqa: BLE001 - an unreadable side port: fall back, noted
+        ctx.note("note", f"{role} /metrics unreadable ({type(exc).__name__}); {name} not used as evidence")
+        return None
+    if status != 200:
+        ctx.note("note", f"{role} GET /metrics answered {status}; {name} not used as evidence "
+                         "(the metrics check judges the endpoint)")
+        return None
+    families, _problems = promtext.parse(body.decode("utf-8", "replace"))
+    if promtext._family_of(name, families) not in families and \
+            not any(s == name for fam in families.values() for s, _lab, _v in fam.samples):
+        ctx.note("note", f"{role} does not expose {name}; not used as evidence "
+                         "(the metrics check judges required metrics)")
+        return None
+    return promtext.value(families, name, **labels)
+
+
+def metric_delta(before: float | None, after: float | None) -> float | None:
+    """after - before when both were readable, else None."""
+    if before is None or after is None:
+        return None
+    return after - before
+
+
+def work_frames(proxy, start: int, task_id: str, *, direction: str = "upstream") -> list[dict]:
+    """Frames about `task_id` recorded by an agent proxy since event index `start`, other
+    than hello: work requests (upstream) or their replies (downstream)."""
+    out = []
+    for e in proxy.events[start:]:
+        if e.kind == "frame" and e.direction == direction and isinstance(e.frame, dict) \
+                and e.frame.get("task_id") == task_id and e.frame.get("type") not in ("hello", "hello_ok"):
+            out.append(e.frame)
+    return out
+
+
+def executed_again(ctx, starts: dict, task_id: str) -> dict:
+    """Per agent, the replies to work for `task_id` since `starts` (proxy event indexes)
+    that were NOT replays: each one is an execution (SPEC §10.4, `replay` on _ok replies).
+    An error reply is no execution; an agent that answered nothing executed nothing seen."""
+    out = {}
+    for role, start in starts.items():
+        fresh = [f for f in work_frames(ctx.topo.agent_proxy[role], start, task_id, direction="downstream")
+                 if str(f.get("type", "")).endswith("_ok") and f.get("replay") is not True]
+        if fresh:
+            out[role] = [{"type": f.get("type"), "replay": f.get("replay")} for f in fresh]
+    return out

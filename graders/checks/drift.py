@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 
 from graders import oracle
-from graders.checks.common import (expect_error, expect_ok, http, redact, send, submit)
+from graders.checks.common import (as_dict, as_list, dig, expect_error, expect_ok, http, redact,
+                                   send, submit)
 from graders.checks.fake_agent import fake_upstream
 from graders.checks.registry import CheckFailed, check
 from graders.client import make_request
@@ -28,7 +29,7 @@ def hello(ctx):
         req, reply = send(ctx, role, "hello", {"versions": [1, 2], "role": "orchestrator"})
         p = expect_ok(reply, "hello", sent=req, token=ctx.token, what=f"{role}: hello [1, 2]")
         caps = p.get("capabilities")
-        limits = p.get("limits") or {}
+        limits = as_dict(p.get("limits"))
         if p.get("version") != 1 or p.get("role") != role or not isinstance(caps, list) \
                 or SERVES[role] not in caps or limits.get("max_frame_bytes") != 1048576 \
                 or limits.get("max_depth") != 32:
@@ -40,7 +41,7 @@ def hello(ctx):
         req, reply = send(ctx, role, "hello", {"versions": [2, 3], "role": "orchestrator"})
         err = expect_error(reply, "unsupported_version", sent=req, token=ctx.token,
                            what=f"{role}: hello with no common version")
-        if 1 not in (err["details"].get("supported") or []):
+        if 1 not in as_list(err["details"].get("supported")):
             raise CheckFailed(f"{role}: unsupported_version.details.supported must list 1",
                               received=err["details"])
 
@@ -122,7 +123,7 @@ _DROP = object()
 def _expect_upstream_failed(ctx, reply, req, *, cause_code: int, what: str):
     err = expect_error(reply, "upstream_failed", sent=req, token=ctx.token, what=what)
     d = err["details"]
-    cause = d.get("cause") or {}
+    cause = as_dict(d.get("cause"))
     if d.get("step") != "collect" or d.get("agent") != "collector" or cause.get("code") != cause_code:
         raise CheckFailed(f"{what}: upstream_failed must name step collect, agent collector and "
                           f"the cause (code {cause_code})", sent=redact(req, ctx.token),
@@ -147,7 +148,7 @@ def agent_drift_schema(ctx):
     with fake_upstream(ctx, "collector", "drift_schema") as fake:
         req, reply = submit(ctx, tid, task_input)
         d = _expect_upstream_failed(ctx, reply, req, cause_code=21, what="a drifted collect reply")
-        path = (d["cause"].get("details") or {}).get("path", "")
+        path = dig(d, "cause", "details", "path", default="")
         if not str(path).startswith("$.payload"):
             raise CheckFailed("the cause's path must point into the agent's payload ($.payload...)",
                               expected="$.payload.events[0]...", received=d["cause"])

@@ -121,7 +121,15 @@ class FakeAgent:
                 "version": 1, "role": self.role, "capabilities": [step],
                 "limits": {"max_frame_bytes": 1048576, "max_depth": 32}})
         if rtype == "collect":
-            out = oracle.collect(req.get("payload") or {})
+            try:
+                out = oracle.collect(req.get("payload") or {})
+            except Exception as exc:  # noqa: BLE001 - a candidate's malformed collect
+                # The orchestrator under test sent a payload the oracle cannot read: answer
+                # as a v1 agent would (definitely, not retryable) so the fake keeps serving
+                # and the check judges the orchestrator, instead of a silently dead thread.
+                return dict(base, type="error", error=_err(
+                    21, "schema_violation", True, False, f"collect payload unreadable: {exc}",
+                    {"path": "$.payload", "expected": "collect_input"}))
             for ev in out["events"]:
                 ev["latency"] = ev.pop("latency_ms")
             return dict(base, type="collect_ok", replay=False, payload=out)
@@ -253,6 +261,141 @@ class ReplyDropper:
                 self.dropped = obj
                 return True
         return False
+
+    def close(self):
+        self._stop.set()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        for t in self._threads:
+            t.join(1.0)
+
+
+class WorkResetter:
+    """A relay in front of a real agent that answers the first `resets` work requests of
+    type `request_type` for `task_id` with a TCP reset (the request is not forwarded), then
+    relays everything, line by line, to the real agent.
+
+    Why a relay that counts requests rather than a fault the grader removes after a while:
+    the number of failed attempts is then fixed by the relay, not by a race between the
+    grader's polling and the orchestrator's retry timing, so the outcome (attempt
+    `resets + 1` succeeds) is the same for every correct implementation, with or without
+    backoff (backoff is judged by orchestration.retry_backoff alone)."""
+
+    def __init__(self, upstream: tuple[str, int], request_type: str, task_id: str, resets: int):
+        self.upstream = upstream
+        self.request_type, self.task_id = request_type, task_id
+        self.resets_left = resets
+        self.reset_times: list[float] = []
+        self.forwarded: list[dict] = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.1)
+        self.address = self._sock.getsockname()[:2]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, fn, *args):
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self._sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(self.upstream, timeout=2.0)
+            except OSError:
+                c.close()
+                continue
+            for x in (c, s):
+                x.settimeout(0.2)
+            self._spawn(self._requests, c, s)
+            self._spawn(self._replies, s, c)
+
+    def _take_reset(self, line: bytes) -> bool:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(obj, dict) or obj.get("type") != self.request_type or obj.get("task_id") != self.task_id:
+            return False
+        with self._lock:
+            if self.resets_left > 0:
+                self.resets_left -= 1
+                self.reset_times.append(time.monotonic())
+                return True
+            self.forwarded.append(obj)
+        return False
+
+    @staticmethod
+    def _abort(*socks: socket.socket) -> None:
+        for x in socks:
+            try:
+                x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    def _requests(self, c: socket.socket, s: socket.socket):
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                try:
+                    chunk = c.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    return
+                buf += chunk
+                if len(buf) > 4 * 1024 * 1024:
+                    return
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if self._take_reset(line):
+                        self._abort(c, s)
+                        return
+                    s.sendall(line + b"\n")
+        except OSError:
+            return
+        finally:
+            for x in (c, s):
+                try:
+                    x.close()
+                except OSError:
+                    pass
+
+    def _replies(self, s: socket.socket, c: socket.socket):
+        try:
+            while not self._stop.is_set():
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    return
+                c.sendall(chunk)
+        except OSError:
+            return
+        finally:
+            for x in (c, s):
+                try:
+                    x.close()
+                except OSError:
+                    pass
 
     def close(self):
         self._stop.set()

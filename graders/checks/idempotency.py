@@ -1,17 +1,19 @@
 """Stage 2, idempotency: task_id as an idempotency key, at the orchestrator and agents.
 
 Why counted executions: "it returned the right answer twice" does not prove the work ran
-once. Agents export faultdrill_steps_executed_total; the proxy in front of the agent
-records every frame, so a lost reply followed by a retry must show two requests, one
-execution and one replayed reply.
+once. The proxy in front of each agent records every frame, so a lost reply followed by a
+retry must show two requests and a delivered reply marked `replay: true` (SPEC §10.4):
+that is the primary evidence. faultdrill_steps_executed_total is read as well when the
+agent exposes it, but a missing /metrics is the metrics check's finding, not these.
 """
 from __future__ import annotations
 
 import threading
 
 from graders import oracle
-from graders.checks.common import (expect_error, expect_ok, first_difference, metric,
-                                   redact, submit)
+from graders.checks.common import (as_dict, executed_again, expect_error, expect_ok,
+                                   first_difference, metric_delta, optional_metric, read_record,
+                                   redact, send, submit)
 from graders.checks.registry import CheckFailed, check
 from graders.checks.fake_agent import ReplyDropper
 from graders.faults.proxy import Latency
@@ -27,7 +29,9 @@ def replay_conflict(ctx):
     tid = ctx.task_id("idem")
     req, first = submit(ctx, tid, task_input)
     p1 = expect_ok(first, "submit", sent=req, token=ctx.token)
-    before = {r: metric(ctx, r, "faultdrill_steps_executed_total") for r in ("collector", "analyzer", "reporter")}
+    agents = ("collector", "analyzer", "reporter")
+    starts = {r: len(ctx.topo.agent_proxy[r].events) for r in agents}
+    before = {r: optional_metric(ctx, r, "faultdrill_steps_executed_total") for r in agents}
     reordered = dict(reversed(list(task_input.items())))
     req2, second = submit(ctx, tid, reordered, wait=True)
     p2 = expect_ok(second, "submit", sent=req2, token=ctx.token, what="resubmitting the same payload")
@@ -36,9 +40,15 @@ def replay_conflict(ctx):
                           sent=redact(req2, ctx.token), expected={"replay": True, "result": p1.get("result")},
                           received=redact(second, ctx.token),
                           hint="Compare payloads as JSON values (key order irrelevant; wait excluded).")
-    after = {r: metric(ctx, r, "faultdrill_steps_executed_total") for r in before}
-    if after != before:
+    again = executed_again(ctx, starts, tid)
+    if again:
         raise CheckFailed("a replayed task must not execute any step again",
+                          expected="no agent reply with replay:false for the task after the resubmission",
+                          received=again, hint="Answer a succeeded task_id from the task log; do not re-run it.")
+    after = {r: optional_metric(ctx, r, "faultdrill_steps_executed_total") for r in agents}
+    grown = {r: metric_delta(before[r], after[r]) for r in agents}
+    if any(g for g in grown.values()):
+        raise CheckFailed("a replayed task must not execute any step again (faultdrill_steps_executed_total grew)",
                           expected=before, received=after)
     changed = dict(task_input, records=list(task_input["records"]) + ["2026-01-01T00:00:00Z info x 1 extra"])
     req3, third = submit(ctx, tid, changed)
@@ -112,8 +122,8 @@ def agent_replay(ctx):
     real = topo.deployment.endpoint("collector")
     task_input = oracle.generate_input(ctx.rng, 12)
     tid = ctx.task_id("drop")
-    executed0 = metric(ctx, "collector", "faultdrill_steps_executed_total", step="collect")
-    replayed0 = metric(ctx, "collector", "faultdrill_steps_replayed_total", step="collect")
+    executed0 = optional_metric(ctx, "collector", "faultdrill_steps_executed_total", step="collect")
+    replayed0 = optional_metric(ctx, "collector", "faultdrill_steps_replayed_total", step="collect")
     n_events = len(proxy.events)
     dropper = ReplyDropper((real.host, real.port), "collect_ok", tid)
     proxy.set_upstream(*dropper.address)
@@ -129,7 +139,7 @@ def agent_replay(ctx):
     if dropper.dropped is None:
         raise CheckFailed("no collect reply for the task passed through the collector address",
                           expected="collect sent to FD_COLLECTOR_ADDR", received=redact(reply, ctx.token))
-    final = reply.get("payload") or {}
+    final = as_dict(reply.get("payload"))
     if reply.get("type") != "submit_ok" or first_difference(oracle.expected_result("triage", task_input), final.get("result")):
         raise CheckFailed("after a lost reply the task must be retried and succeed", sent=redact(req, ctx.token),
                           received=redact(reply, ctx.token),
@@ -144,13 +154,51 @@ def agent_replay(ctx):
     if len(requests) < 2:
         raise CheckFailed("expected the orchestrator to retry collect after the lost reply",
                           expected=">= 2 collect requests", received=len(requests))
-    if not any(r.frame.get("replay") is True for r in replies):
-        raise CheckFailed("the retried collect must be answered from memory with replay:true",
-                          expected={"replay": True}, received=[r.frame for r in replies][-1:],
+    # The first reply was swallowed behind the proxy, so every reply delivered through it
+    # answers a retry: each must be a replay, or the step executed more than once.
+    if not replies or any(r.frame.get("replay") is not True for r in replies):
+        raise CheckFailed("the retried collect must be answered from memory with replay:true "
+                          "(the step executes once)",
+                          expected={"replay": True}, received=[r.frame.get("replay") for r in replies],
                           hint="Key agent work by (task_id, step); store before replying; replay an equal input.")
-    executed = metric(ctx, "collector", "faultdrill_steps_executed_total", step="collect") - executed0
-    replayed = metric(ctx, "collector", "faultdrill_steps_replayed_total", step="collect") - replayed0
-    if executed != 1 or replayed < 1:
+    read_record(ctx, "collector", tid, what="the record the replay came from")
+    executed = metric_delta(executed0, optional_metric(ctx, "collector", "faultdrill_steps_executed_total", step="collect"))
+    replayed = metric_delta(replayed0, optional_metric(ctx, "collector", "faultdrill_steps_replayed_total", step="collect"))
+    if (executed is not None and executed != 1) or (replayed is not None and replayed < 1):
         raise CheckFailed("collect must execute exactly once and be replayed for the retry",
                           expected={"executed": 1, "replayed": ">= 1"},
                           received={"executed": executed, "replayed": replayed})
+
+
+@check(id="idempotency.agent_conflict", title="an agent answers idempotency_conflict for a different input",
+       items=["routing.idempotency"], weight=1, stage=2, challenge="idempotency")
+def agent_conflict(ctx):
+    """Sent straight to the collector: a collect for a new task executes; the same
+    (task_id, step) with a DIFFERENT input gets idempotency_conflict (30) naming the task,
+    neither replaying the stored output nor executing; the original input then still
+    replays (replay:true, the original output), so the conflict overwrote nothing."""
+    tid = ctx.task_id("agent-conflict")
+    first_input = oracle.generate_input(ctx.rng, 8)
+    payload_a = {"source": first_input["source"], "records": first_input["records"]}
+    payload_b = dict(payload_a, records=list(payload_a["records"]) + ["2026-01-01T00:00:00Z info conflict 7 other input"])
+    req, reply = send(ctx, "collector", "collect", payload_a, task_id=tid)
+    out_a = expect_ok(reply, "collect", sent=req, token=ctx.token, what="a collect for a new task")
+    if first_difference(oracle.collect(payload_a), out_a):
+        raise CheckFailed("the first collect must equal the oracle's output",
+                          sent=redact(req, ctx.token), expected=oracle.collect(payload_a), received=out_a)
+    req, reply = send(ctx, "collector", "collect", payload_b, task_id=tid)
+    ctx.note("action", "the same task_id sent to the collector with a different input")
+    err = expect_error(reply, "idempotency_conflict", sent=req, token=ctx.token,
+                       what="the same (task_id, collect) with a different input",
+                       hint="SPEC §10.4: compare the stored input with the new one (as JSON values); "
+                            "equal -> replay, different -> idempotency_conflict. Never replay blindly.")
+    if err["details"].get("task_id") != tid:
+        raise CheckFailed("idempotency_conflict.details.task_id must name the task",
+                          expected=tid, received=err["details"])
+    req, reply = send(ctx, "collector", "collect", payload_a, task_id=tid)
+    out = expect_ok(reply, "collect", sent=req, token=ctx.token, what="the original input after the conflict")
+    if reply.get("replay") is not True or first_difference(out_a, out):
+        raise CheckFailed("after a conflict the original input must still replay its stored output",
+                          sent=redact(req, ctx.token), expected={"replay": True, "payload": out_a},
+                          received=redact(reply, ctx.token),
+                          hint="A conflicting request must not overwrite the stored record.")

@@ -2,7 +2,11 @@
 
 Why separate deployments for TLS: TLS changes how every service listens, so it runs in
 its own topology started with the TLS variables; certificates come from a throw-away CA
-generated with `cryptography` for each run.
+generated with `cryptography` for each run. The grader and the services may share no
+filesystem (containers), so the files reach each service through the driver
+(`Deployment.place_file`), and the service certificate names every address the
+orchestrator may dial: loopback, the driver's `proxy_host` (where the fault proxies
+listen) and the role names (agents reached directly on a container network).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 
 from graders import oracle
 from graders.checks.common import (expect_ok, first_difference, redact, submit, wait_for_logs)
-from graders.checks.registry import CheckFailed, GraderError, check
+from graders.checks.registry import CheckFailed, check
 from graders.client import BadReply, ClientTimeout, Connection, ConnectionClosed, make_request
 from graders.faults.proxy import Latency
 
@@ -82,9 +86,10 @@ def sigterm_drain(ctx):
 
 
 # --- TLS -------------------------------------------------------------------------------
-def make_pki(directory: Path) -> dict[str, Path]:
-    """A CA, a service certificate for 127.0.0.1/localhost (server and client auth) and a
-    separate client certificate; PEM files in `directory`."""
+def make_pki(directory: Path, hosts: tuple[str, ...] = ()) -> dict[str, Path]:
+    """A CA, a service certificate for 127.0.0.1/localhost and `hosts` (IP addresses or
+    DNS names; server and client auth) and a separate client certificate; PEM files in
+    `directory`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -121,8 +126,15 @@ def make_pki(directory: Path) -> dict[str, Path]:
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return k, b.sign(ca_key, hashes.SHA256())
 
-    svc_key, svc = leaf("faultdrill service", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                               x509.DNSName("localhost")])
+    sans: list = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    for host in hosts:
+        try:
+            entry = x509.IPAddress(ipaddress.ip_address(host))
+        except ValueError:
+            entry = x509.DNSName(host)
+        if entry not in sans:
+            sans.append(entry)
+    svc_key, svc = leaf("faultdrill service", sans)
     cli_key, cli = leaf("faultdrill client", [])
     out = {}
 
@@ -140,17 +152,33 @@ def make_pki(directory: Path) -> dict[str, Path]:
     return out
 
 
-def _tls_topology(ctx, pki, *, client_auth: bool):
-    if ctx.env.driver_name != "process":
-        raise GraderError("TLS checks pass certificate paths to the services; only the process driver "
-                          "shares a filesystem with the grader")
+TLS_FILES = {"FD_TLS_CERT": ("service.pem", 0o444), "FD_TLS_KEY": ("service.key", 0o400),
+             "FD_TLS_CA": ("ca.pem", 0o444)}
+
+
+def _tls_topology(ctx, directory: Path, *, client_auth: bool):
+    """(topology, pki): a fresh deployment, deployed without starting; a PKI naming the
+    addresses this deployment dials; the PEM files placed for every service through the
+    driver; then every service started with the TLS variables pointing at them."""
+    from graders.manifest import ROLES
     from graders.topology import Topology
-    env = dict(ctx.env.env_overrides)
-    env.update({"FD_TLS_CERT": str(pki["service.pem"]), "FD_TLS_KEY": str(pki["service.key"]),
-                "FD_TLS_CA": str(pki["ca.pem"]), "FD_TLS_CLIENT_AUTH": "1" if client_auth else "0"})
-    topo = Topology.up(ctx.env.submission, ctx.env.driver, seed=ctx.seed, token=ctx.token, env_overrides=env)
+    topo = Topology.up(ctx.env.submission, ctx.env.driver, seed=ctx.seed, token=ctx.token,
+                       env_overrides=dict(ctx.env.env_overrides), start=False)
     ctx.env.track(topo)
-    return topo
+    try:
+        dep = topo.deployment
+        pki = make_pki(directory, hosts=(dep.proxy_host, *ROLES))
+        env: dict[str, dict[str, str]] = {}
+        for role in ROLES:
+            env[role] = {var: dep.place_file(role, f"tls/{fname}", pki[fname].read_bytes(),
+                                             mode=mode)
+                         for var, (fname, mode) in TLS_FILES.items()}
+            env[role]["FD_TLS_CLIENT_AUTH"] = "1" if client_auth else "0"
+        topo.start_all(env=env)
+    except BaseException:
+        topo.close()    # at once: do not keep a half-started deployment until the end
+        raise
+    return topo, pki
 
 
 def _client_ctx(pki, with_cert: bool) -> ssl.SSLContext:
@@ -197,8 +225,7 @@ def server_tls(ctx):
     (orchestrator and an agent); a TLS client verifying the CA gets hello_ok; a task runs
     end to end over TLS with the oracle's result; /livez stays plain HTTP."""
     with tempfile.TemporaryDirectory(prefix="faultdrill-pki-") as d:
-        pki = make_pki(Path(d))
-        topo = _tls_topology(ctx, pki, client_auth=False)
+        topo, pki = _tls_topology(ctx, Path(d), client_auth=False)
         ctx.note("action", "TLS deployment started")
         try:
             sslctx = _client_ctx(pki, with_cert=False)
@@ -222,8 +249,7 @@ def mutual(ctx):
     reply; with a CA-signed certificate it gets hello_ok; a task runs end to end (the
     orchestrator presents its certificate to the agents)."""
     with tempfile.TemporaryDirectory(prefix="faultdrill-pki-") as d:
-        pki = make_pki(Path(d))
-        topo = _tls_topology(ctx, pki, client_auth=True)
+        topo, pki = _tls_topology(ctx, Path(d), client_auth=True)
         ctx.note("action", "mutual-TLS deployment started")
         try:
             for role in ("orchestrator", "analyzer"):

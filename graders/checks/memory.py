@@ -3,6 +3,9 @@
 Why damage files directly: the layout is fixed by SPEC §11.1 precisely so that a grader
 can crash a service, rewrite its records with every kind of corruption, restart it and
 check the four promised reactions (keep serving, quarantine the same bytes, log, count).
+"Count" is read from faultdrill_memory_corruptions_total when the service exposes it; a
+service without that metric loses the metrics check for it, not these (one requirement,
+one check), and the timeline says the count was not used.
 """
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ import json
 import time
 
 from graders import oracle
-from graders.checks.common import (expect_error, expect_ok, first_difference, http,
-                                   metric, redact, send, submit, wait_for_logs)
+from graders.checks.common import (executed_again, expect_error, expect_ok, first_difference, http,
+                                   metric_delta, optional_metric, read_record, redact, send, submit,
+                                   wait_for_logs)
 from graders.checks.registry import CheckFailed, check
 
 SIXTEEN_MIB = 16 * 1024 * 1024
@@ -38,22 +42,30 @@ def durable_task_log(ctx):
     dep.restart("orchestrator")
     ctx.note("heal", "orchestrator restarted")
     ctx.topo.wait_ready(5.0)
-    executed0 = {r: metric(ctx, r, "faultdrill_steps_executed_total") for r in ("collector", "analyzer", "reporter")}
+    agents = ("collector", "analyzer", "reporter")
+    starts = {r: len(ctx.topo.agent_proxy[r].events) for r in agents}
+    executed0 = {r: optional_metric(ctx, r, "faultdrill_steps_executed_total") for r in agents}
     req, reply = submit(ctx, tid, task_input)
     p2 = expect_ok(reply, "submit", sent=req, token=ctx.token, what="resubmitting after a crash")
     if reply.get("replay") is not True or first_difference(p1.get("result"), p2.get("result")):
         raise CheckFailed("after a restart the same task must be replayed from the durable task log",
                           expected={"replay": True, "result": p1.get("result")}, received=redact(reply, ctx.token),
                           hint="Write the record durably (temp file, fsync, rename, fsync dir) before replying.")
-    executed = {r: metric(ctx, r, "faultdrill_steps_executed_total") for r in executed0}
-    if executed != executed0:
-        raise CheckFailed("a replayed task must not execute any step", expected=executed0, received=executed)
+    again = executed_again(ctx, starts, tid)
+    if again:
+        raise CheckFailed("a replayed task must not execute any step", expected="no agent reply with replay:false",
+                          received=again, hint="Answer from the durable task log; do not re-run the pipeline.")
+    executed = {r: optional_metric(ctx, r, "faultdrill_steps_executed_total") for r in agents}
+    if any(metric_delta(executed0[r], executed[r]) for r in agents):
+        raise CheckFailed("a replayed task must not execute any step (faultdrill_steps_executed_total grew)",
+                          expected=executed0, received=executed)
     req, reply = submit(ctx, tid, dict(task_input, source=task_input["source"] + "2"))
     expect_error(reply, "idempotency_conflict", sent=req, token=ctx.token, what="conflict after restart")
 
 
-def _corruptions(tid_list, valid_record: bytes):
-    """(kind, task_id, bytes or None for 'replace by a directory')."""
+def _corruptions(tid_list, valid_record: bytes, valid_obj: dict):
+    """(kind, task_id, bytes or None for 'replace by a directory'). `valid_obj` is the
+    parsed record (read_record has checked it is a JSON object)."""
     kinds = [
         ("not JSON", b"\x00garbage{{{ not json"),
         ("truncated JSON", valid_record[: len(valid_record) // 2]),
@@ -66,13 +78,21 @@ def _corruptions(tid_list, valid_record: bytes):
     out = []
     for (kind, data), tid in zip(kinds, tid_list):
         if kind == "task_id of another file":
-            rec = json.loads(valid_record)
-            rec["task_id"] = "someone-else"
+            rec = dict(valid_obj, task_id="someone-else")
             data = json.dumps(rec).encode()
         elif kind == "over 16 MiB":
             data = b" " * (SIXTEEN_MIB + 1) + valid_record
         out.append((kind, tid, data))
     return out
+
+
+def _read_or_none(dep, role: str, rel: str) -> bytes | None:
+    """A quarantined file's bytes, None when it cannot be read (it may be a directory the
+    service moved aside, or be gone again: both are judged by the caller, not crashes)."""
+    try:
+        return dep.read_memory(role, rel)
+    except OSError:
+        return None
 
 
 def _verify_quarantine(ctx, role: str, damaged, corrupt0: float, log_start: int):
@@ -92,7 +112,7 @@ def _verify_quarantine(ctx, role: str, damaged, corrupt0: float, log_start: int)
         if not q:
             problems.append(f"{kind}: no file starting with {name} in quarantine/")
             continue
-        if not any(dep.read_memory(role, f) == data for f in q):
+        if not any(_read_or_none(dep, role, f) == data for f in q):
             problems.append(f"{kind}: the quarantined file does not hold the same bytes")
         if f"records/{name}" in files:
             problems.append(f"{kind}: records/{name} is still in place")
@@ -102,8 +122,8 @@ def _verify_quarantine(ctx, role: str, damaged, corrupt0: float, log_start: int)
                           received=problems + quarantined[:10],
                           hint="Move (rename) the file aside; never delete or rewrite it.")
     expected_n = len(damaged)
-    got = metric(ctx, role, "faultdrill_memory_corruptions_total") - corrupt0
-    if got < expected_n:
+    got = metric_delta(corrupt0, optional_metric(ctx, role, "faultdrill_memory_corruptions_total"))
+    if got is not None and got < expected_n:
         raise CheckFailed(f"{role}: faultdrill_memory_corruptions_total must grow by one per corrupt file",
                           expected=f">= {expected_n}", received=got)
     lines = wait_for_logs(ctx, role, log_start, lambda r: r.get("event") == "memory_corrupt", want=expected_n)
@@ -133,8 +153,8 @@ def corrupt_agent(ctx):
     if missing:
         raise CheckFailed("agent records must be at $FD_MEMORY_DIR/records/<task_id>.json",
                           expected=[f"records/{t}.json" for t in missing[:3]], received=files[:10])
-    valid = dep.read_memory("collector", f"records/{tids[0]}.json")
-    damaged = _corruptions(tids, valid)
+    valid, valid_obj = read_record(ctx, "collector", tids[0], what="a stored collect")
+    damaged = _corruptions(tids, valid, valid_obj)
     dep.stop("collector")
     for kind, tid, data in damaged:
         if data is None:
@@ -170,9 +190,9 @@ def corrupt_orchestrator(ctx):
         req, reply = submit(ctx, tid, inputs[tid])
         expect_ok(reply, "submit", sent=req, token=ctx.token)
     tids = list(inputs)
-    valid = dep.read_memory("orchestrator", f"records/{tids[1]}.json")
-    rec = json.loads(valid)
-    rec["task_id"] = "someone-else"
+    read_record(ctx, "orchestrator", tids[0], what="a succeeded task")
+    _valid, rec = read_record(ctx, "orchestrator", tids[1], what="a succeeded task")
+    rec = dict(rec, task_id="someone-else")
     damaged = [("not JSON", tids[0], b"}{ definitely not a record"),
                ("task_id of another file", tids[1], json.dumps(rec).encode())]
     dep.stop("orchestrator")
@@ -195,14 +215,14 @@ def corrupt_orchestrator(ctx):
        items=["memory.pruning"], weight=1, stage=7, challenge="corrupt-memory")
 def retention(ctx):
     """The reporter restarted with FD_MEMORY_RETENTION=3 stores five new reports: only the
-    three newest remain in records/, faultdrill_memory_records is 3 and
+    three newest remain in records/; where exposed, faultdrill_memory_records is 3 and
     faultdrill_memory_pruned_total grew."""
     dep = ctx.deployment
     dep.stop("reporter")
     dep.start("reporter", {"FD_MEMORY_RETENTION": "3"})
     ctx.note("action", "reporter restarted with FD_MEMORY_RETENTION=3")
     try:
-        pruned0 = metric(ctx, "reporter", "faultdrill_memory_pruned_total")
+        pruned0 = optional_metric(ctx, "reporter", "faultdrill_memory_pruned_total")
         tids = []
         for _ in range(5):
             tid = ctx.task_id("retain")
@@ -219,9 +239,9 @@ def retention(ctx):
         if records != want:
             raise CheckFailed("exactly the three newest records must remain", expected=want, received=records[:10],
                               hint="Prune by smallest seq after each store until N remain.")
-        gauge = metric(ctx, "reporter", "faultdrill_memory_records")
-        pruned = metric(ctx, "reporter", "faultdrill_memory_pruned_total") - pruned0
-        if gauge != 3 or pruned < 2:
+        gauge = optional_metric(ctx, "reporter", "faultdrill_memory_records")
+        pruned = metric_delta(pruned0, optional_metric(ctx, "reporter", "faultdrill_memory_pruned_total"))
+        if (gauge is not None and gauge != 3) or (pruned is not None and pruned < 2):
             raise CheckFailed("faultdrill_memory_records must be 3 and faultdrill_memory_pruned_total must grow",
                               expected={"memory_records": 3, "pruned": ">= 2"},
                               received={"memory_records": gauge, "pruned": pruned})

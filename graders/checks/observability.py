@@ -11,7 +11,7 @@ import re
 
 from graders import oracle
 from graders.checks import promtext
-from graders.checks.common import (expect_error, expect_ok, http, log_count, log_records,
+from graders.checks.common import (dig, expect_error, expect_ok, http, log_count, log_records,
                                    redact, send, submit, wait_for_logs)
 from graders.checks.fake_agent import fake_upstream
 from graders.checks.registry import CheckFailed, check
@@ -49,8 +49,8 @@ def json_logs(ctx):
     """After a successful task, a task that retries and fails (reporter unreachable) and a
     bad-token request to each service: every stderr line of every service is a JSON object
     with ts/level/service/msg/task_id/trace_id/span_id, and the required events appear
-    (request with type+outcome, unauthorized; orchestrator task_received, step_attempt,
-    retry_scheduled, task_succeeded, task_failed)."""
+    (request with type+outcome; unauthorized on every service that refused the bad token;
+    orchestrator task_received, step_attempt, retry_scheduled, task_succeeded, task_failed)."""
     topo = ctx.topo
     ok_tid = ctx.task_id("logs-ok")
     req, reply = submit(ctx, ok_tid, oracle.generate_input(ctx.rng, 5))
@@ -64,9 +64,17 @@ def json_logs(ctx):
     finally:
         proxy.set_down(False)
         ctx.note("heal", "reporter reachable again")
+    refused = set()
     for role in ROLES:
-        send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"}, token="not-the-token")
-    required = {role: {"request", "unauthorized"} for role in ROLES}
+        _req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"}, token="not-the-token")
+        if isinstance(reply, dict) and dig(reply, "error", "name") == "unauthorized":
+            refused.add(role)
+        else:
+            ctx.note("note", f"{role} did not refuse a bad token, so its `unauthorized` log event "
+                             "cannot be required (security.token_refused judges the refusal)")
+    # A service that never refused anything cannot have logged a refusal: the event is
+    # required only where a refusal actually happened.
+    required = {role: {"request"} | ({"unauthorized"} if role in refused else set()) for role in ROLES}
     required["orchestrator"] |= {"task_received", "step_attempt", "retry_scheduled", "task_succeeded", "task_failed"}
     for role in ROLES:
         events: dict[str, list] = {}
@@ -176,11 +184,12 @@ REQUIRED_METRICS = {
 def metrics_format(ctx):
     """Each service's /metrics: Content-Type text/plain; version=0.0.4, valid under a
     strict 0.0.4 checker (HELP/TYPE first, escaping, _total, histogram buckets), parsed by
-    prometheus_client too, every required family with its type, and unauthorized requests
-    counted under outcome="unauthorized"."""
+    prometheus_client too, every required family with its type, and (on every service that
+    refused the wrong token) unauthorized requests counted under outcome="unauthorized"."""
     from prometheus_client.parser import text_string_to_metric_families
     for role in ROLES:
-        send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"}, token="wrong-token")
+        _req, refusal = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"}, token="wrong-token")
+        refused = isinstance(refusal, dict) and dig(refusal, "error", "name") == "unauthorized"
         status, headers, body = http(ctx, role, "/metrics")
         ctype = headers.get("content-type", "")
         if status != 200 or not ctype.startswith("text/plain") or "version=0.0.4" not in ctype:
@@ -202,7 +211,10 @@ def metrics_format(ctx):
         if wrong:
             raise CheckFailed(f"{role}: required metrics missing or of the wrong type",
                               expected={n: want[n] for n in wrong}, received=wrong)
-        if promtext.value(families, "faultdrill_requests_total", outcome="unauthorized") < 1:
+        if not refused:
+            ctx.note("note", f"{role} did not refuse a wrong token, so outcome=\"unauthorized\" cannot be "
+                             "required (security.token_refused judges the refusal)")
+        elif promtext.value(families, "faultdrill_requests_total", outcome="unauthorized") < 1:
             raise CheckFailed(f"{role}: unauthorized requests must be counted in faultdrill_requests_total{{outcome=\"unauthorized\"}}",
                               expected=">= 1", received=0)
 
@@ -223,7 +235,9 @@ def dashboard(ctx):
     status, _h, body = http(ctx, "orchestrator", "/api/tasks")
     try:
         tasks = json.loads(body)["tasks"]
-        ids = [t["task_id"] for t in tasks]
+        ids = [t["task_id"] for t in tasks] if isinstance(tasks, list) else None
+        if ids is None:
+            raise TypeError("tasks is not a list")
     except (ValueError, KeyError, TypeError):
         raise CheckFailed("/api/tasks must be {\"tasks\": [...]}", received=body[:300]) from None
     if status != 200 or tid not in ids:
@@ -262,7 +276,9 @@ def alerts(ctx):
     try:
         alerts_ = json.loads(body)["alerts"]
     except (ValueError, KeyError, TypeError):
-        raise CheckFailed("/api/alerts must be {\"alerts\": [...]}", received=(status, body[:300])) from None
+        alerts_ = None
+    if not isinstance(alerts_, list):
+        raise CheckFailed("/api/alerts must be {\"alerts\": [...]}", received=(status, body[:300]))
     firing = [a for a in alerts_ if isinstance(a, dict) and a.get("name") == "TaskErrorRateHigh"]
     if status != 200 or not firing:
         raise CheckFailed("TaskErrorRateHigh must fire when half of the last 20 finished tasks failed",

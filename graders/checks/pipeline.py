@@ -6,8 +6,8 @@ hit every rejection reason, mixed spellings, blanks, defaults for thresholds.
 from __future__ import annotations
 
 from graders import oracle
-from graders.checks.common import (expect_error, expect_ok, first_difference, poll_status,
-                                   redact, send, submit)
+from graders.checks.common import (as_list, expect_error, expect_ok, first_difference,
+                                   poll_status, redact, send, submit)
 from graders.checks.registry import CheckFailed, check
 
 HINT_RESULT = ("Compare your step outputs with SPEC §8 rule by rule: the first failing rule "
@@ -101,6 +101,9 @@ def status_list(ctx):
         raise CheckFailed("status of a finished task must be succeeded with the task's result",
                           expected={"status": "succeeded", "result": expected}, received=final)
     steps = final["steps"]
+    if not isinstance(steps, list) or not steps:
+        raise CheckFailed("status_ok.payload.steps must list the task's steps", expected="a non-empty list",
+                          received=steps)
     for s in steps:
         if not isinstance(s, dict) or s.get("status") != "succeeded" or not isinstance(s.get("attempts"), int) or s["attempts"] < 1:
             raise CheckFailed("each step in status must be succeeded with attempts >= 1",
@@ -110,13 +113,13 @@ def status_list(ctx):
     expect_ok(reply, "submit", sent=req, token=ctx.token)
     req, reply = send(ctx, "orchestrator", "list", {"limit": 1000})
     lst = expect_ok(reply, "list", sent=req, token=ctx.token)
-    ids = [t.get("task_id") for t in lst.get("tasks", []) if isinstance(t, dict)]
+    ids = [t.get("task_id") for t in as_list(lst.get("tasks")) if isinstance(t, dict)]
     if tid not in ids or tid2 not in ids or ids.index(tid2) > ids.index(tid):
         raise CheckFailed("list must contain both tasks, newest first",
                           expected=[tid2, tid], received=ids[:20])
     req, reply = send(ctx, "orchestrator", "list", {"limit": 1})
     lst = expect_ok(reply, "list", sent=req, token=ctx.token)
-    if len(lst.get("tasks", [])) != 1:
+    if not isinstance(lst.get("tasks"), list) or len(lst["tasks"]) != 1:
         raise CheckFailed("list with limit 1 must return exactly one task", received=lst)
     missing = ctx.task_id("never-submitted")
     req, reply = send(ctx, "orchestrator", "status", {}, task_id=missing)

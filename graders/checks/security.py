@@ -2,15 +2,18 @@
 
 Why "and does nothing": an unauthorized reply is only half the contract; the other half
 (SPEC §7 step 2) is that nothing was executed, stored or echoed. So each refused work
-request is followed by looking for its record on disk and its execution in the metrics.
+request is followed by looking for its record on disk (and, for the orchestrator, its
+status); the agents' execution counter is read too when it is exposed, as secondary
+evidence (a missing /metrics is the metrics check's finding, not this one's).
 """
 from __future__ import annotations
 
 import json
 
 from graders import oracle
-from graders.checks.common import (CODE_TO_NAME, error_problems, expect_error, expect_ok, http,
-                                   metric, redact, send)
+from graders.faults import hostile
+from graders.checks.common import (CODE_TO_NAME, dig, error_problems, expect_error, expect_ok, http,
+                                   metric_delta, optional_metric, redact, send)
 from graders.checks.registry import CheckFailed, check
 from graders.client import Connection, ConnectionClosed, make_request
 
@@ -62,7 +65,7 @@ def token_refused(ctx):
     for role in ROLES:
         tid = ctx.task_id(f"unauth-{role[:4]}")
         payload = _work_payload(ctx, role)
-        executed0 = metric(ctx, role, "faultdrill_steps_executed_total") if role != "orchestrator" else 0
+        executed0 = optional_metric(ctx, role, "faultdrill_steps_executed_total") if role != "orchestrator" else None
         with Connection(dep.endpoint(role).host, dep.endpoint(role).port, timeout=5.0) as conn:
             for label, frame in _bad_token_frames(ctx, role, tid, payload):
                 try:
@@ -88,7 +91,7 @@ def token_refused(ctx):
                               expected="no file naming the task", received=leftovers,
                               hint="Nothing about an unauthenticated frame may be stored.")
         if role != "orchestrator":
-            executed = metric(ctx, role, "faultdrill_steps_executed_total") - executed0
+            executed = metric_delta(executed0, optional_metric(ctx, role, "faultdrill_steps_executed_total"))
             if executed:
                 raise CheckFailed(f"{role} executed work for an unauthenticated request",
                                   expected=0, received=executed)
@@ -103,12 +106,14 @@ def token_refused(ctx):
 def no_token_leak(ctx):
     """After the run so far plus a wrong-token request per service, search every captured
     stderr/stdout line, every memory file, /metrics, the dashboard and /api/tasks for the
-    real token and for the wrong token a client sent."""
+    real token and for the wrong token a client sent. (Whether the wrong token is refused
+    is security.token_refused's question; this check only looks for the secrets.)"""
     dep = ctx.deployment
     wrong = "WRONGtok-" + "".join(ctx.rng.choice("abcdef0123456789") for _ in range(24))
     for role in ROLES:
         req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"}, token=wrong)
-        expect_error(reply, "unauthorized", sent=req, token=ctx.token, what=f"{role}: wrong token")
+        if dig(reply, "error", "name") != "unauthorized":
+            ctx.note("note", f"{role} did not refuse the wrong token (security.token_refused judges that)")
         if wrong in json.dumps(reply):
             raise CheckFailed(f"{role} echoed the wrong token in its reply", received=reply)
     found = []
@@ -174,7 +179,7 @@ def malformed_frames(ctx):
                                       received=redact(reply, ctx.token))
             conn.send_raw(_depth_frame(32, ctx.token))
             reply = conn.recv(timeout=5.0)
-            if reply.get("type") == "error" and reply.get("error", {}).get("code") == 12:
+            if reply.get("type") == "error" and dig(reply, "error", "code") == 12:
                 raise CheckFailed(f"{role}: depth 32 is allowed (the envelope is depth 1)",
                                   expected="not malformed_frame", received=reply)
             conn.send_raw(b"\n\r\n" + hello_line + b"\r\n")
@@ -206,20 +211,180 @@ def malformed_frames(ctx):
     ctx.note("action", "malformed, deep and oversized frames sent to all four services")
 
 
-@check(id="security.hostile_fuzz", title="generated hostile frames get structured replies; services stay up",
+SERVED = {"orchestrator": {"hello", "submit", "status", "list"}, "collector": {"hello", "collect"},
+          "analyzer": {"hello", "analyze"}, "reporter": {"hello", "report"}}
+KNOWN_TYPES = {"hello", "submit", "status", "list", "collect", "analyze", "report"}
+TASK_TYPES = {"submit", "status", "collect", "analyze", "report"}
+# After the envelope (§7 steps 6-9) a served request may still be refused for its payload,
+# back-pressure, idempotency or its outcome; those are other checks' subjects.
+LATER_ERRORS = {"schema_violation", "busy", "idempotency_conflict", "in_progress", "not_found",
+                "upstream_failed", "timeout", "unsupported_version"}
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _check_value(obj) -> None:
+    """Raise _Malformed for a lone surrogate anywhere or nesting deeper than 32 (the
+    envelope is depth 1). Iterative: a hostile frame may nest thousands of levels."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+                raise _Malformed("lone surrogate")
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > 32:
+            raise _Malformed("too deep")
+        items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+        for k, v in items:
+            if k is not None:
+                stack.append((k, depth))
+            stack.append((v, depth + 1))
+
+
+def _decode_line(raw: bytes):
+    """The frame as SPEC §4 reads it: a dict, or _Malformed (not UTF-8, not JSON, not an
+    object, NaN/Infinity, a number too large for a double, a lone surrogate, too deep)."""
+    line = raw[:-1] if raw.endswith(b"\r") else raw
+
+    def bad_constant(name):
+        raise _Malformed(name)
+
+    def parse_float(text):
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            raise _Malformed("number too large")
+        return value
+
+    def parse_int(text):
+        value = int(text)
+        if abs(value) > 1.7976931348623157e308:
+            raise _Malformed("number too large")
+        return value
+
+    try:
+        text = line.decode("utf-8")
+        obj = json.loads(text, parse_constant=bad_constant, parse_float=parse_float, parse_int=parse_int)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _Malformed(str(exc)) from None
+    if not isinstance(obj, dict):
+        raise _Malformed("not an object")
+    _check_value(obj)
+    return obj
+
+
+def _is_int(x) -> bool:
+    return (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, float) and x.is_integer())
+
+
+def _envelope_problem(frame: dict) -> bool:
+    """True when SPEC §7 step 4 (envelope fields) must refuse the frame."""
+    rtype = frame.get("type")
+    if not isinstance(rtype, str):
+        return True
+    msg_id = frame.get("msg_id")
+    if not isinstance(msg_id, str) or not 1 <= len(msg_id) <= 128:
+        return True
+    if set(frame) - hostile.ENVELOPE_FIELDS:
+        return True
+    if "task_id" in frame and (not isinstance(frame["task_id"], str) or not hostile.TASK_ID_RE.match(frame["task_id"])):
+        return True
+    if rtype in TASK_TYPES and "task_id" not in frame:
+        return True
+    if "traceparent" in frame and (not isinstance(frame["traceparent"], str)
+                                   or not hostile.TRACEPARENT_RE.match(frame["traceparent"])):
+        return True
+    return not isinstance(frame.get("payload"), dict)
+
+
+def judge_reply(role: str, raw: bytes, reply, token: str) -> str | None:
+    """What is wrong with `reply` as the answer of a correct `role` to the line `raw`
+    (without its newline), or None. Decided from the bytes alone, in SPEC §7 order:
+
+    - not a JSON object (§4) -> malformed_frame (12), in_reply_to null;
+    - an object without the real token -> an error, never an `_ok` (which error is
+      security.token_refused's subject: one requirement, one check);
+    - authenticated: `v` not an integer -> schema_violation, another integer ->
+      unsupported_version; a bad envelope -> schema_violation; a type not served here ->
+      not_supported (an unknown type without its task_id may also be schema_violation);
+      otherwise `<type>_ok` or an error a later step may give.
+    Every error must be well formed (SPEC §6) and a readable msg_id (a string of 1-128
+    characters) must come back as in_reply_to."""
+    if not isinstance(reply, dict):
+        return "the reply is not a JSON object"
+    rtype = reply.get("type")
+    err_name = None
+    if rtype == "error":
+        code = dig(reply, "error", "code")
+        err_name = CODE_TO_NAME.get(code) if type(code) is int else None
+        if err_name is None:
+            return f"error code {code!r} is not in the SPEC §6 table"
+        probs = error_problems(reply, err_name)
+        if probs:
+            return "; ".join(probs)
+    elif not isinstance(rtype, str) or not rtype.endswith("_ok"):
+        return f"reply type {rtype!r} is neither error nor <type>_ok"
+    try:
+        frame = _decode_line(raw)
+    except _Malformed:
+        if err_name != "malformed_frame":
+            return f"a line that is not a JSON object (or too deep) must get malformed_frame (12), got {err_name or rtype}"
+        if reply.get("in_reply_to") is not None:
+            return "malformed_frame must carry in_reply_to null"
+        return None
+    msg_id = frame.get("msg_id")
+    readable = isinstance(msg_id, str) and 1 <= len(msg_id) <= 128
+    if readable and reply.get("in_reply_to") != msg_id:
+        return f"in_reply_to must echo the readable msg_id {msg_id!r}, got {reply.get('in_reply_to')!r}"
+    if not readable and reply.get("in_reply_to") not in (None, msg_id):
+        return "in_reply_to must be null (or the msg_id) when the msg_id cannot be read"
+    if err_name in ("malformed_frame", "frame_too_large"):
+        return f"a JSON object under 1 MiB and depth 32 is not {err_name}"
+    authenticated = isinstance(frame.get("token"), str) and frame["token"] == token
+    if not authenticated:
+        return None if err_name else f"a frame without the real token got {rtype}"
+    v = frame.get("v")
+    if not _is_int(v):
+        allowed = {"schema_violation"}
+    elif v != 1:
+        allowed = {"unsupported_version"}
+    elif _envelope_problem(frame):
+        allowed = {"schema_violation"}
+    elif frame["type"] not in SERVED[role]:
+        allowed = {"not_supported"} | ({"schema_violation"} if frame["type"] not in KNOWN_TYPES else set())
+    else:
+        if rtype == frame["type"] + "_ok":
+            return None
+        allowed = LATER_ERRORS
+    if err_name in allowed:
+        return None
+    return f"expected {' or '.join(sorted(allowed))}" + (
+        f" or {frame['type']}_ok" if allowed is LATER_ERRORS else "") + f", got {err_name or rtype}"
+
+
+@check(id="security.hostile_fuzz", title="generated hostile frames get the right structured replies; services stay up",
        items=["security.input_validation", "security.resource_hygiene"], weight=2, stage=3,
        challenge="bad-tokens", visibility="hidden", timeout=40.0)
 def hostile_fuzz(ctx):
-    """Hypothesis generates frames (raw bytes, random JSON, near-valid envelopes with
-    wrong types; seeded from the grade seed, no shrinking). Every frame must get exactly
-    one reply that is a well-formed error of the SPEC table or an _ok reply; every service
-    must still answer hello and /livez afterwards."""
+    """Hypothesis generates frames (raw bytes, invalid UTF-8, deep nesting, non-objects,
+    authenticated envelopes with one generated wrong field, random near-valid envelopes;
+    seeded from the grade seed, no shrinking). Every frame must get exactly one reply, the
+    one SPEC §7 prescribes for it (see judge_reply: malformed_frame for non-objects,
+    never an _ok without the token, the right envelope error, `<type>_ok` only as the
+    answer to that type, in_reply_to echoing a readable msg_id). Afterwards every service
+    must complete a real round trip: hello answered hello_ok for that very msg_id with
+    version 1 and its own role, and /livez 200."""
     from hypothesis import HealthCheck, Phase, given, seed, settings
     from hypothesis import strategies as st
 
     dep = ctx.deployment
     conns: dict[str, Connection] = {}
     failures: list = []
+    counts = {"frames": 0}
 
     def conn_for(role):
         c = conns.get(role)
@@ -237,7 +402,7 @@ def hostile_fuzz(ctx):
     envelope = st.fixed_dictionaries(
         {"v": st.one_of(st.just(1), json_leaf), "type": st.one_of(types, json_leaf),
          "msg_id": st.one_of(st.text(min_size=1, max_size=10), json_leaf),
-         "token": st.one_of(st.just(ctx.token), json_leaf),
+         "token": st.one_of(st.just(ctx.token), st.just(ctx.token), json_leaf),
          "payload": st.one_of(json_val, st.just({}))},
         optional={"task_id": st.one_of(st.text(max_size=70), json_leaf),
                   "traceparent": st.one_of(st.text(max_size=60), json_leaf),
@@ -245,52 +410,65 @@ def hostile_fuzz(ctx):
     line = st.one_of(
         st.binary(min_size=1, max_size=200).map(lambda b: b.replace(b"\n", b" ")),
         json_val.map(lambda v: json.dumps(v).encode()),
-        envelope.map(lambda e: json.dumps(e).encode()))
+        envelope.map(lambda e: json.dumps(e).encode()),
+        hostile.envelope_wrong_types(ctx.token).map(lambda f: f.data[:-1]),
+        hostile.invalid_utf8(ctx.token).map(lambda f: f.data[:-1]),
+        hostile.deep_nesting(ctx.token).map(lambda f: f.data[:-1]),
+        hostile.not_an_object().map(lambda f: f.data[:-1]))
     role_st = st.sampled_from(ROLES)
 
     @seed(ctx.seed)
-    @settings(max_examples=120, deadline=None, database=None, derandomize=False,
+    @settings(max_examples=150, deadline=None, database=None, derandomize=False,
               phases=(Phase.explicit, Phase.generate),
               suppress_health_check=list(HealthCheck))
     @given(role=role_st, raw=line)
     def one(role, raw):
-        if failures or raw.strip(b"\r") == b"":
+        if failures or raw.replace(b"\r", b"") == b"":
             return
         conn = conn_for(role)
+        counts["frames"] += 1
         try:
             conn.send_raw(raw + b"\n")
             reply = conn.recv(timeout=3.0)
         except Exception as exc:  # noqa: BLE001 - every way of not replying is a failure here
-            failures.append((role, raw, f"{type(exc).__name__}: {exc}"))
+            failures.append((role, raw, f"{type(exc).__name__}: {exc}", "no reply"))
             conns.pop(role, None)
             return
-        if reply.get("type") == "error":
-            err = reply.get("error") or {}
-            name = CODE_TO_NAME.get(err.get("code"))
-            if name is None or error_problems(reply, name):
-                failures.append((role, raw, reply))
-            elif name == "frame_too_large":
-                conns.pop(role, None)
-        elif not str(reply.get("type", "")).endswith("_ok"):
-            failures.append((role, raw, reply))
+        problem = judge_reply(role, raw, reply, ctx.token)
+        if problem:
+            failures.append((role, raw, reply, problem))
+        elif dig(reply, "error", "name") == "frame_too_large":
+            conns.pop(role, None)
 
     try:
         one()
     finally:
         for c in conns.values():
             c.close()
-    ctx.note("action", f"120 generated frames (hypothesis seed {ctx.seed})")
+    ctx.note("action", f"{counts['frames']} generated frames (hypothesis seed {ctx.seed})")
     if failures:
-        role, raw, got = failures[0]
-        raise CheckFailed(f"{role}: a generated frame did not get a well-formed reply "
-                          f"(hypothesis seed {ctx.seed})", sent=raw[:300],
-                          expected="one error reply from the SPEC §6 table (exact code/name/definite/retryable/details) or an _ok reply",
+        role, raw, got, problem = failures[0]
+        raise CheckFailed(f"{role}: a generated frame did not get the reply SPEC §7 prescribes: {problem} "
+                          f"(hypothesis seed {ctx.seed})", sent=redact(raw[:300].decode("utf-8", "replace"), ctx.token),
+                          expected="malformed_frame for non-objects; an error without the token; the envelope "
+                                   "error of §7 steps 3-5; <type>_ok only for that type; in_reply_to = msg_id",
                           received=redact(got, ctx.token) if isinstance(got, dict) else got,
                           hint="Check the order of SPEC §7 and that every type of every field is validated.")
     for role in ROLES:
-        req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"})
-        expect_ok(reply, "hello", sent=req, token=ctx.token, what=f"{role} after fuzzing")
-        status, _h, _b = http(ctx, role, "/livez")
-        if status != 200:
-            raise CheckFailed(f"{role}: /livez after fuzzing", expected=200, received=status)
-
+        hello = make_request("hello", {"versions": [1], "role": "orchestrator"}, token=ctx.token,
+                             msg_id=f"fuzz-alive-{role}-{ctx.seed}")
+        with Connection(dep.endpoint(role).host, dep.endpoint(role).port, timeout=5.0) as c:
+            reply = c.request(hello, timeout=5.0)
+        payload = expect_ok(reply, "hello", sent=hello, token=ctx.token, what=f"{role} after fuzzing")
+        if reply.get("in_reply_to") != hello["msg_id"] or payload.get("version") != 1 or payload.get("role") != role:
+            raise CheckFailed(f"{role} after fuzzing: hello must be answered for this request",
+                              sent=redact(hello, ctx.token),
+                              expected={"in_reply_to": hello["msg_id"], "payload": {"version": 1, "role": role}},
+                              received=redact(reply, ctx.token))
+        status, _h, body = http(ctx, role, "/livez")
+        try:
+            live = json.loads(body)
+        except ValueError:
+            live = body[:100]
+        if status != 200 or live != {"status": "ok"}:
+            raise CheckFailed(f"{role}: /livez after fuzzing", expected=(200, {"status": "ok"}), received=(status, live))

@@ -63,13 +63,21 @@ def run(args) -> int:
     progress = Progress(quiet=args.quiet)
     progress.say("setup", f"faultdrill grade {submission.name} ({submission.root}) driver {args.driver} "
                           f"seed {seed} runs {args.runs}; {len(selected)} checks")
-    result = run_checks(selected, submission=submission, driver=driver, seed=seed, runs=args.runs,
-                        progress=progress, driver_name=args.driver)
+    try:
+        result = run_checks(selected, submission=submission, driver=driver, seed=seed,
+                            runs=args.runs, progress=progress, driver_name=args.driver)
+    finally:
+        # Drivers that build things once per grade (Docker images) remove them here,
+        # rather than leaving it to an exit hook.
+        closing = getattr(driver, "close", None)
+        report = closing() if callable(closing) else None
+        for error in getattr(report, "errors", []) or []:
+            print(f"faultdrill grade: cleanup: {error}", file=sys.stderr)
     sheet = score(credits_from_verdicts(result.verdicts), rubric, {s.id: s.weight for s in specs})
     from graders.report import write_reports
     paths = write_reports(result, sheet, rubric, specs, args.out)
     counts = {k: sum(1 for v in result.verdicts if v.status == k) for k in ("pass", "fail", "error")}
-    lvl = rubric["meta"]["level_titles"].get(sheet.overall_level or "", "—")
+    lvl = sheet.level_note("overall", rubric["meta"]["level_titles"])
     print(f"faultdrill grade: seed {seed}: {counts['pass']} passed, {counts['fail']} failed, "
           f"{counts['error']} grader errors; overall "
           f"{'—' if sheet.overall is None else f'{100 * sheet.overall:.0f}%'} (suggested: {lvl}); "

@@ -69,6 +69,10 @@ class CleanupReport:
 class Deployment(ABC):
     """One submission's four services; ports and memory dirs are fixed at creation."""
 
+    #: The address at which the services reach the grader's host (where fault proxies
+    #: must listen): loopback for local processes, a network gateway for containers.
+    proxy_host: str = "127.0.0.1"
+
     @abstractmethod
     def endpoint(self, role: str) -> Endpoint: ...
 
@@ -114,6 +118,13 @@ class Deployment(ABC):
 
     @abstractmethod
     def make_unreadable(self, role: str, relpath: str) -> None: ...
+
+    @abstractmethod
+    def place_file(self, role: str, name: str, data: bytes, *, mode: int = 0o444) -> str:
+        """Make `data` readable by `role`'s service as file `name` (a relative path) and
+        return the path the service must be given (e.g. in FD_TLS_CERT). Why: the grader
+        and a containerised service share no filesystem, so only the driver knows how a
+        file reaches the service and under which name it sees it."""
 
     @abstractmethod
     def logs(self, role: str, stream: str = "stderr") -> list[str]: ...

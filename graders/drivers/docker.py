@@ -8,7 +8,9 @@ How it maps the interface (docs/DOCKER.md has the long form):
 
 - One image per submission, built from the manifest's `[docker]` section (`dockerfile`,
   `context`, optional `[docker.command]`), tagged by a digest of the build context so a
-  second deployment of unchanged code reuses it. `BASE_IMAGE` is passed as a build arg
+  second deployment of unchanged code reuses it (plus a per-driver suffix unless
+  `keep_images`: concurrent graders never share, hence never remove, each other's
+  image). `BASE_IMAGE` is passed as a build arg
   (the local `faultdrill/python-base:bookworm` when it exists: there is no registry here).
 - Per deployment: a private bridge network, one named volume per service (mounted at
   `/var/lib/faultdrill/memory`, which is `FD_MEMORY_DIR`), one container per service whose
@@ -48,7 +50,6 @@ import subprocess
 import tarfile
 import threading
 import time
-import weakref
 from pathlib import Path, PurePosixPath
 
 from ..manifest import ROLES, Submission
@@ -59,7 +60,7 @@ from .base import (PASSTHROUGH_ENV, SPEC_ENV_VARS, CleanupReport, Deployment, Dr
 
 __all__ = [
     "DEFAULT_DOCKER_HOST", "LABEL", "RUN_LABEL", "ROLE_LABEL", "LOCAL_BASE_IMAGE",
-    "CONTAINER_MEMORY_DIR", "CONTAINER_PORTS", "DockerUnavailable", "docker_host", "connect",
+    "CONTAINER_MEMORY_DIR", "CONTAINER_FILES_DIR", "CONTAINER_PORTS", "DockerUnavailable", "docker_host", "connect",
     "engine_status", "ensure_engine", "ensure_base_image", "remove_labelled",
     "container_command", "build_paths",
     "context_digest", "translate_agent_addr", "single_file_tar", "tar_listing",
@@ -72,6 +73,9 @@ RUN_LABEL = "faultdrill.run"
 ROLE_LABEL = "faultdrill.role"
 LOCAL_BASE_IMAGE = "faultdrill/python-base:bookworm"
 CONTAINER_MEMORY_DIR = "/var/lib/faultdrill/memory"
+#: Where files the grader places for a service (TLS certificates) appear in its container:
+#: one volume per deployment, `<role>/<name>` inside it (see `place_file`).
+CONTAINER_FILES_DIR = "/run/faultdrill/files"
 #: Ports each service listens on inside its container (SPEC §2 defaults).
 CONTAINER_PORTS = {"orchestrator": 7000, "collector": 7001, "analyzer": 7002, "reporter": 7003}
 AGENT_ADDR_VARS = {"collector": "FD_COLLECTOR_ADDR", "analyzer": "FD_ANALYZER_ADDR",
@@ -337,8 +341,11 @@ def _http_ok(port: int, path: str, timeout: float) -> bool:
 
 # --------------------------------------------------------------------------- cleanup hooks
 
-_LIVE: "weakref.WeakSet[DockerDeployment]" = weakref.WeakSet()
-_DRIVERS: "weakref.WeakSet[DockerDriver]" = weakref.WeakSet()
+# Strong references on purpose: a deployment or a driver that built an image must be
+# cleaned up at exit even if its owner dropped it (a weak set loses whatever the garbage
+# collector took first, and with it the containers or the image). close() unregisters.
+_LIVE: "set[DockerDeployment]" = set()
+_DRIVERS: "set[DockerDriver]" = set()
 _hooks_lock = threading.Lock()
 _hooks_installed = False
 
@@ -397,8 +404,13 @@ class DockerDriver(Driver):
         self.keep_images = keep_images
         self.read_only = read_only
         self.built: list[str] = []         # image ids this driver built
+        self._built_tags: dict[str, str] = {}   # image id -> the tag this driver gave it
+        # Without keep_images the tag is private to this driver: two graders of the same
+        # code (parallel CI jobs, a test next to a grade) must not share an image that
+        # either may remove while the other still creates containers from it. They
+        # still share the engine's layer cache, so a second build is quick.
+        self._tag_suffix = "" if keep_images else f"-{secrets.token_hex(3)}"
         self._lock = threading.Lock()
-        _DRIVERS.add(self)
         _install_hooks()
 
     @property
@@ -429,7 +441,7 @@ class DockerDriver(Driver):
         base = self._base_image()
         args = {"BASE_IMAGE": base} if base else {}
         digest = context_digest(context, dockerfile, args)[:16]
-        tag = f"faultdrill/{_slug(submission.name)}:{digest}"
+        tag = f"faultdrill/{_slug(submission.name)}:{digest}{self._tag_suffix}"
         with self._lock:
             try:
                 self.client.images.get(tag)
@@ -448,6 +460,8 @@ class DockerDriver(Driver):
                 raise StartError("build", f"docker build failed: {exc.msg}",
                                  [t for t in tail if t][-30:]) from None
             self.built.append(image.id)
+            self._built_tags[image.id] = tag
+            _DRIVERS.add(self)           # so that atexit removes the image at the latest
             return tag
 
     def deploy(self, submission: Submission, *,
@@ -469,12 +483,17 @@ class DockerDriver(Driver):
             return report
         if not self.keep_images:
             for image_id in list(self.built):
+                # By tag and without force: removes the image when the tag is its last
+                # name, and never takes an image from under someone else's containers.
+                name = self._built_tags.pop(image_id, image_id)
                 try:
-                    self._client.images.remove(image_id, force=True)
+                    self._client.images.remove(name, noprune=False)
                 except Exception as exc:
                     if "No such image" not in str(exc):
-                        report.errors.append(f"image {image_id[:19]}: {exc}")
+                        report.errors.append(f"image {name}: {exc}")
                 self.built.remove(image_id)
+        if not self.built:
+            _DRIVERS.discard(self)
         if self._own_client and not _LIVE:
             try:
                 self._client.close()
@@ -493,6 +512,9 @@ class DockerDeployment(Deployment):
         self.client = driver.client
         self.submission = submission
         self.image = image
+        # Containers are created from the image id, not the tag: a concurrent grader of the
+        # same code shares the tag and may untag it when it finishes.
+        self.image_id = driver.client.images.get(image).id
         self.run_id = run_id
         self.prefix = f"faultdrill-{run_id}"
         self.network_name = f"{self.prefix}-net"
@@ -511,6 +533,7 @@ class DockerDeployment(Deployment):
         self._old_logs: dict[str, dict[str, list[str]]] = {
             r: {"stdout": [], "stderr": []} for r in ROLES}
         self._volumes: dict[str, str] = {r: f"{self.prefix}-{r}-memory" for r in ROLES}
+        self._files_volume = f"{self.prefix}-files"
         self._created_volumes: list[str] = []
         self._network = None
         self._closed = False
@@ -531,6 +554,8 @@ class DockerDeployment(Deployment):
             self.client.volumes.create(self._volumes[role],
                                        labels=dict(self.labels, **{ROLE_LABEL: role}))
             self._created_volumes.append(self._volumes[role])
+        self.client.volumes.create(self._files_volume, labels=dict(self.labels))
+        self._created_volumes.append(self._files_volume)
         ports = allocate_ports(2 * len(ROLES))
         for i, role in enumerate(ROLES):
             self._endpoints[role] = Endpoint(role=role, host="127.0.0.1", port=ports[2 * i],
@@ -574,12 +599,15 @@ class DockerDeployment(Deployment):
         port = CONTAINER_PORTS[role]
         name = f"{self.prefix}-{role}"
         container = self.client.containers.create(
-            self.image, command=container_command(self.submission, role), name=name,
+            self.image_id, command=container_command(self.submission, role), name=name,
             hostname=role, environment=env,
             labels=dict(self.labels, **{ROLE_LABEL: role}),
             ports={f"{port}/tcp": ("127.0.0.1", ep.port),
                    f"{port + 100}/tcp": ("127.0.0.1", ep.http_port)},
-            volumes={self._volumes[role]: {"bind": CONTAINER_MEMORY_DIR, "mode": "rw"}},
+            # The files volume is writable only because the archive API refuses to write
+            # into a read-only mount; services merely read what the grader placed there.
+            volumes={self._volumes[role]: {"bind": CONTAINER_MEMORY_DIR, "mode": "rw"},
+                     self._files_volume: {"bind": CONTAINER_FILES_DIR, "mode": "rw"}},
             network=self.network_name,
             networking_config={self.network_name:
                                self.client.api.create_endpoint_config(aliases=[role])},
@@ -832,6 +860,24 @@ class DockerDeployment(Deployment):
         self.write_memory(role, f"{relpath}/unreadable",
                           b"faultdrill: this record was replaced by a directory\n",
                           replace_file_with_dir=True)
+
+    def place_file(self, role: str, name: str, data: bytes, *, mode: int = 0o444) -> str:
+        """Put a file where `role`'s container can read it and return its path there
+        (`/run/faultdrill/files/<role>/<name>`). Written with the archive API into the
+        deployment's files volume, which works before the first start and survives
+        container replacement; owned like the memory directory, i.e. by the image's
+        service user, so a 0400 private key is still readable by the service."""
+        name = _safe_relpath(name)
+        members, _ = self._memory_tree(role)
+        owner = next((m for m in members if m.name == ""), None)
+        uid, gid = (owner.uid, owner.gid) if owner else (0, 0)
+        relpath = f"{role}/{name}"
+        parents = tuple(p.as_posix() for p in reversed(PurePosixPath(relpath).parents)
+                        if p.as_posix() != ".")
+        blob = single_file_tar(relpath, bytes(data), mode=mode, uid=uid, gid=gid,
+                               new_dirs=parents)
+        self._container(role).put_archive(CONTAINER_FILES_DIR, blob)
+        return f"{CONTAINER_FILES_DIR}/{relpath}"
 
     def memory_dir(self, role: str) -> Path:
         """The volume's directory on the engine's host. Only usable by a grader running as

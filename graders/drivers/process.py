@@ -15,6 +15,7 @@ group. Exit codes are Python's: negative N means "killed by signal N".
 from __future__ import annotations
 
 import os
+import random
 import resource
 import shutil
 import signal
@@ -42,18 +43,77 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _port_lock = threading.Lock()
 _recent_ports: list[int] = []
 
+#: Lowest port handed out; the range [PORT_FLOOR, ephemeral low - 1] is used when the
+#: kernel's ephemeral range leaves room for it.
+PORT_FLOOR = 20000
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+_MIN_RANGE = 1024
+# Which free port a service gets is not part of any replayable outcome, and concurrent
+# graders must not walk the same sequence, so this generator is seeded per process.
+_port_rng = random.Random(f"faultdrill-ports:{os.getpid()}:{time.time_ns()}")
 
-def allocate_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """n distinct free TCP ports, not handed out recently by this process."""
+
+def ephemeral_range(path: str = EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """The kernel's ephemeral port range (low, high), None when unknown (not Linux)."""
+    try:
+        low, high = (int(x) for x in Path(path).read_text().split()[:2])
+    except (OSError, ValueError):
+        return None
+    return (low, high) if 0 < low <= high <= 65535 else None
+
+
+def port_range(path: str = EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """Where to pick service ports: [PORT_FLOOR, ephemeral low - 1], or None when that
+    range is unknown or too small (then the OS picks, port 0)."""
+    eph = ephemeral_range(path)
+    if eph is None or eph[0] - 1 - PORT_FLOOR < _MIN_RANGE:
+        return None
+    return PORT_FLOOR, eph[0] - 1
+
+
+def _bindable(host: str, port: int) -> bool:
+    """True when nothing on this host holds `port` (no SO_REUSEADDR: a port in use or
+    still in TIME_WAIT is refused, which is the conservative answer)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def allocate_ports(n: int, host: str = "127.0.0.1", *,
+                   range_file: str = EPHEMERAL_RANGE_FILE) -> list[int]:
+    """n distinct free TCP ports, not handed out recently by this process.
+
+    Why not bind port 0: the OS then picks from the ephemeral range, which is also where
+    every outgoing connection (grader clients, proxies, the services' own calls) takes
+    its local port, so one of them can grab the port between this check and the service
+    binding it ("Address already in use" at start). Ports below the ephemeral range are
+    never taken implicitly. Port 0 remains the fallback when that range is unknown or
+    exhausted."""
     with _port_lock:
-        socks, ports = [], []
+        ports: list[int] = []
+        rng = port_range(range_file)
+        if rng is not None:
+            low, high = rng
+            tries = 0
+            while len(ports) < n and tries < 50 * n + 100:
+                tries += 1
+                port = _port_rng.randint(low, high)
+                if port in ports or port in _recent_ports or not _bindable(host, port):
+                    continue
+                ports.append(port)
+        socks = []
         try:
             while len(ports) < n:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.bind((host, 0))
                 socks.append(s)
                 port = s.getsockname()[1]
-                if port not in _recent_ports:
+                if port not in _recent_ports and port not in ports:
                     ports.append(port)
                 if len(socks) > n + 200:
                     raise RuntimeError("could not allocate free ports")
@@ -464,6 +524,21 @@ class ProcessDeployment(Deployment):
             path.unlink()
         path.mkdir(parents=True)
         (path / "unreadable").write_bytes(b"faultdrill: this record was replaced by a directory\n")
+
+    def place_file(self, role: str, name: str, data: bytes, *, mode: int = 0o444) -> str:
+        """Write a file for `role` (e.g. a TLS certificate) under the deployment's own
+        temporary directory and return its absolute path, as the service will see it."""
+        svc = self._svc(role)
+        base = (self.tmp / "files" / svc.role).resolve()
+        path = (base / name).resolve()
+        if base not in path.parents:
+            raise ValueError(f"{name!r} is outside the files directory of {role}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.chmod(0o600)
+        path.write_bytes(data)
+        path.chmod(mode)
+        return str(path)
 
     # --- output ---
     def logs(self, role: str, stream: str = "stderr", *, current_run: bool = False) -> list[str]:

@@ -9,12 +9,14 @@ fixed seed so a failing run can be replayed.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
 __all__ = ["HostileFrame", "random_bytes", "invalid_utf8", "deep_nesting", "huge_line",
-           "envelope_wrong_types", "not_an_object", "hostile_frames", "MAX_FRAME_BYTES"]
+           "envelope_wrong_types", "not_an_object", "hostile_frames", "MAX_FRAME_BYTES",
+           "ENVELOPE_FIELDS", "TRACEPARENT_RE", "TASK_ID_RE"]
 
 MAX_FRAME_BYTES = 1048576
 MAX_DEPTH = 32
@@ -100,18 +102,66 @@ _BAD_VALUES = {
                     ("00-" + "0" * 31 + "-" + "1" * 16 + "-01", "$.traceparent")],
 }
 
+ENVELOPE_FIELDS = frozenset({"v", "type", "msg_id", "task_id", "token", "traceparent", "payload"})
+TRACEPARENT_RE = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+_json_small = st.recursive(_scalar, lambda ch: st.one_of(st.lists(ch, max_size=3),
+                           st.dictionaries(st.text(max_size=6), ch, max_size=3)), max_leaves=6)
+_not_str = _json_small.filter(lambda x: not isinstance(x, str))
+_not_obj = _json_small.filter(lambda x: not isinstance(x, dict))
+
+
+def _is_int(x) -> bool:
+    """An integer as JSON Schema counts them (1.0 is the integer 1; booleans are not)."""
+    return (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, float) and x.is_integer())
+
+
+# Generated wrong values per envelope field: (strategy, expected error name). Why generated
+# rather than listed: a fixed list of ~20 values is exhausted after a few dozen examples
+# and hypothesis stops early; these give thousands of distinct frames, still derandomised.
+_GENERATED = {
+    "v": st.one_of(_json_small.filter(lambda x: not _is_int(x)).map(lambda x: (x, "schema_violation")),
+                   st.integers(-2**40, 2**40).filter(lambda n: n != 1).map(lambda n: (n, "unsupported_version"))),
+    "type": _not_str.map(lambda x: (x, "schema_violation")),
+    "msg_id": st.one_of(_not_str, st.just(""), st.text(min_size=129, max_size=300)).map(
+        lambda x: (x, "schema_violation")),
+    "payload": _not_obj.map(lambda x: (x, "schema_violation")),
+    "traceparent": st.one_of(_not_str, st.text(max_size=60).filter(lambda t: not TRACEPARENT_RE.match(t)),
+                             st.text("0123456789abcdefABCDEF", min_size=32, max_size=32).filter(
+                                 lambda h: h != h.lower()).map(lambda h: f"00-{h}-{'1' * 16}-01")).map(
+        lambda x: (x, "schema_violation")),
+    "task_id": st.one_of(_not_str, st.text(max_size=80).filter(lambda t: not TASK_ID_RE.match(t))).map(
+        lambda x: (x, "schema_violation")),
+}
+
 
 @st.composite
 def envelope_wrong_types(draw, token: str = "t") -> HostileFrame:
-    """An authenticated hello with one envelope field of the wrong type/shape."""
-    fieldname = draw(st.sampled_from(sorted(_BAD_VALUES)))
-    value, path = draw(st.sampled_from(_BAD_VALUES[fieldname]))
-    frame = {"v": 1, "type": "hello", "msg_id": "m-env", "token": token,
-             "payload": {"versions": [1], "role": "orchestrator"}}
-    frame[fieldname] = value
+    """An authenticated hello with one envelope field of the wrong type/shape, or one
+    unknown envelope field: a listed classic or a generated value (SPEC §5, §7 steps 3-4)."""
+    frame = {"v": 1, "type": "hello", "msg_id": "m-env-" + draw(st.text("abcdef0123456789", max_size=8)),
+             "token": token, "payload": {"versions": [1], "role": "orchestrator"}}
+    kind = draw(st.sampled_from(["listed", "generated", "generated", "unknown_field"]))
+    if kind == "listed":
+        fieldname = draw(st.sampled_from(sorted(_BAD_VALUES)))
+        value, path = draw(st.sampled_from(_BAD_VALUES[fieldname]))
+        frame[fieldname] = value
+        expected = "schema_violation"
+    elif kind == "generated":
+        fieldname = draw(st.sampled_from(sorted(_GENERATED)))
+        value, expected = draw(_GENERATED[fieldname])
+        frame[fieldname] = value
+        path = f"$.{fieldname}" if expected == "schema_violation" else None
+    else:
+        fieldname = draw(st.text(min_size=1, max_size=12).filter(lambda k: k not in ENVELOPE_FIELDS))
+        frame[fieldname] = draw(_json_small)
+        expected, path = "schema_violation", None
     body = json.dumps(frame).encode()
-    return HostileFrame(f"envelope_{fieldname}", _line(body), frozenset({"schema_violation"}),
-                        path=path)
+    return HostileFrame(f"envelope_{kind}_{'unknown' if kind == 'unknown_field' else fieldname}",
+                        _line(body), frozenset({expected}), path=path)
 
 
 def hostile_frames(token: str, *, include_huge: bool = False) -> st.SearchStrategy[HostileFrame]:

@@ -508,6 +508,14 @@ class _Link:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             except OSError:
                 pass
+            # A reader thread blocked in recv() on this socket holds the kernel file open,
+            # so close() alone would send the RST only when that recv times out
+            # (_SOCK_TIMEOUT later). SHUT_RD wakes the reader at once without sending
+            # anything to the peer; the abortive close (linger 0) then goes out promptly.
+            try:
+                s.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
             s.close()
         if record:
             self.event("reset", DOWNSTREAM, None, 0, reason.encode() or None)
@@ -540,6 +548,8 @@ class FaultProxy:
         self._conn_ids = itertools.count(1)
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
+        self._extra_hosts: list[str] = []                 # see listen_also()
+        self._extra: list[tuple[socket.socket, threading.Thread]] = []
         self._down = False
         self._closed = False
         self.connections_opened = 0
@@ -550,20 +560,65 @@ class FaultProxy:
         self._bind()
         return self
 
-    def _bind(self) -> None:
+    def _listen_on(self, addr: tuple[str, int]) -> tuple[socket.socket, threading.Thread]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(self.address or self._listen)
-        sock.listen(256)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(256)
+        except OSError:
+            sock.close()
+            raise
         sock.settimeout(0.1)
+        thread = threading.Thread(target=self._accept_loop, args=(sock,), daemon=True,
+                                  name=f"proxy-{self.name}-accept-{addr[0]}")
+        return sock, thread
+
+    def _bind(self) -> None:
+        sock, thread = self._listen_on(self.address or self._listen)
         self.address = sock.getsockname()[:2]
-        self._listener = sock
-        self._accept_thread = threading.Thread(target=self._accept_loop, args=(sock,),
-                                               daemon=True, name=f"proxy-{self.name}-accept")
-        self._accept_thread.start()
+        self._listener, self._accept_thread = sock, thread
+        extra = []
+        try:
+            for host in self._extra_hosts:
+                extra.append(self._listen_on((host, self.address[1])))
+        except OSError:
+            for s, _t in extra:
+                s.close()
+            self._listener = None
+            sock.close()
+            raise
+        self._extra = extra
+        thread.start()
+        for _s, t in extra:
+            t.start()
+
+    def listen_also(self, host: str) -> None:
+        """Accept connections on `host` too, at the same port as `address` (which stays
+        what grader-side clients use). Why: a service in a container reaches the grader's
+        host only at its network's gateway address, and the Docker driver points it at
+        `<gateway>:<port of this proxy>`. Kept across set_down/set_up. Bind a specific
+        address, never the wildcard: the proxy must not be exposed beyond that network."""
+        if host in ("0.0.0.0", "", "::"):
+            raise ValueError("a fault proxy never listens on a wildcard address")
+        if self.address is None or self._listener is None:
+            raise RuntimeError("start() the proxy before listen_also()")
+        if host == self.address[0] or host in self._extra_hosts:
+            return
+        sock, thread = self._listen_on((host, self.address[1]))
+        self._extra_hosts.append(host)
+        self._extra.append((sock, thread))
+        thread.start()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every (host, port) the proxy accepts on: `address` first."""
+        if self.address is None:
+            return []
+        return [tuple(self.address), *((h, self.address[1]) for h in self._extra_hosts)]
 
     def _accept_loop(self, sock: socket.socket) -> None:
-        while self._listener is sock:
+        while self._listener is sock or any(s is sock for s, _t in self._extra):
             try:
                 client, _ = sock.accept()
             except socket.timeout:
@@ -580,10 +635,13 @@ class FaultProxy:
 
     def _unbind(self) -> None:
         sock, self._listener = self._listener, None
-        if sock is not None:
-            sock.close()
-        if self._accept_thread is not None:
-            self._accept_thread.join(2.0)
+        extra, self._extra = self._extra, []
+        for s in [sock, *(s for s, _t in extra)]:
+            if s is not None:
+                s.close()
+        for t in [self._accept_thread, *(t for _s, t in extra)]:
+            if t is not None and t.is_alive():
+                t.join(2.0)
 
     def close(self) -> None:
         if self._closed:

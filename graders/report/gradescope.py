@@ -76,8 +76,10 @@ def results_json(model: dict) -> dict:
                                "trace": c["verdict"].get("trace")}
                               for c in model["checks"] if c["errors"]],
             "areas": areas,
-            "overall": {"score": sheet.overall, "suggested_level": sheet.overall_level},
-            "core": {"score": sheet.core, "suggested_level": sheet.core_level},
+            "overall": {"score": sheet.overall, "suggested_level": sheet.overall_level,
+                        "uncapped_level": sheet.overall_uncapped_level, "capped_by": sheet.capped_by},
+            "core": {"score": sheet.core, "suggested_level": sheet.core_level,
+                     "uncapped_level": sheet.core_uncapped_level, "capped_by": sheet.capped_by},
             "unscored_items": sheet.unscored_items,
             "cleanup": model["cleanup"],
         },

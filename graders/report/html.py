@@ -15,7 +15,7 @@ table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #ccc;p
 th{background:#f3f3f3}.pass{color:#0a6b2d}.fail{color:#b00020;font-weight:600}.error{color:#8a5a00}
 pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all;max-height:24rem}
 details{margin:.3rem 0}summary{cursor:pointer}.fault{color:#b00020}.reaction{color:#0a4f8a}.muted{color:#666}
-.bar{display:inline-block;height:.7rem;background:#0a6b2d;vertical-align:middle}.barbox{display:inline-block;width:8rem;background:#eee;margin-right:.4rem}
+.nw{white-space:nowrap}.bar{display:inline-block;height:.7rem;background:#0a6b2d;vertical-align:middle}.barbox{display:inline-block;width:8rem;background:#eee;margin-right:.4rem}
 """
 
 
@@ -42,8 +42,8 @@ def report_html(model: dict) -> str:
          f'{model["seed"]} · runs {model["runs"]} · {model["duration"]:.1f} s</p>',
          f"<p><strong>Score {model['score']:g} / {model['max_score']:g}</strong> — "
          f"{c['pass']} passed, {c['fail']} failed, {c['error']} grader errors (not counted).</p>",
-         f"<p>Overall {_pct(sheet.overall)} (suggested: {lv(sheet.overall_level)}); core areas "
-         f"{_pct(sheet.core)} (suggested: {lv(sheet.core_level)}).</p>",
+         f"<p>Overall {_pct(sheet.overall)} (suggested: {e(sheet.level_note('overall', titles))}); core areas "
+         f"{_pct(sheet.core)} (suggested: {e(sheet.level_note('core', titles))}).</p>",
          f"<p><em>{e(model['decision_note'])}</em></p>",
          "<h2>Areas</h2><table><tr><th>area</th><th>score</th><th>suggested level</th><th>items</th></tr>"]
     for a in sheet.areas:
@@ -51,7 +51,7 @@ def report_html(model: dict) -> str:
                             + e(", ".join(it.errored)) + ")</span>" if it.errored else "")
                             for it in a.items)
         h.append(f"<tr><td>{e(a.title)}</td>"
-                 f"<td>{_bar(a.score)}{_pct(a.score)}</td><td>{lv(a.level)}</td><td>{items}</td></tr>")
+                 f'<td class="nw">{_bar(a.score)}{_pct(a.score)}</td><td>{lv(a.level)}</td><td>{items}</td></tr>')
     h.append("</table>")
     if model["stopped_at_stage"] is not None:
         h.append(f"<p>Stopped after stage {model['stopped_at_stage']} (first failing stage).</p>")

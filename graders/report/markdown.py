@@ -23,8 +23,8 @@ def report_md(model: dict) -> str:
            f"runs {model['runs']} · {model['duration']:.1f} s", "",
            f"**Score {model['score']:g} / {model['max_score']:g}** — checks: {c['pass']} passed, "
            f"{c['fail']} failed, {c['error']} grader errors (not counted).", "",
-           f"Overall {_pct(sheet.overall)} (suggested: {lv(sheet.overall_level)}); core areas "
-           f"{_pct(sheet.core)} (suggested: {lv(sheet.core_level)}).", "",
+           f"Overall {_pct(sheet.overall)} (suggested: {sheet.level_note('overall', titles)}); core areas "
+           f"{_pct(sheet.core)} (suggested: {sheet.level_note('core', titles)}).", "",
            f"> {model['decision_note']}", "",
            "## Areas", "", "| area | score | suggested level |", "|---|---|---|"]
     for a in sheet.areas:

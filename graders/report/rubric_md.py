@@ -26,7 +26,10 @@ def render_markdown(rubric: dict, checks_by_id: dict | None = None) -> str:
     out += ["", "Item score = weighted pass fraction of its checks (checks the grader could "
             "not run are excluded and listed). Area score = item-weighted mean. Optional "
             "areas count with their own weight in the overall score and are also reported "
-            "apart.", "", "## Areas", ""]
+            "apart.", ""]
+    if "cap_note" in meta:
+        out += ["### Cap by the weakest core area", "", _para(meta["cap_note"]), ""]
+    out += ["## Areas", ""]
     for area in rubric["areas"]:
         out.append(f"- [{area['title']}](#{area['id']})")
     out.append("")

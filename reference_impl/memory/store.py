@@ -18,7 +18,8 @@ Why it looks like this:
   damaged on disk while the service runs is noticed (and quarantined) at the next load,
   or simply replaced by the next ``put`` for that task.
 
-Thread-safe: one lock guards the index, the cache and the files.
+Thread-safe: one lock guards the index and the cache; file I/O of puts for different
+tasks runs in parallel outside it (see ``put``).
 """
 
 from __future__ import annotations
@@ -122,6 +123,14 @@ class RecordStore:
         self._loaded = False
         self._temp_counter = 0
         self._quarantine_counter = 0
+        # Per-task write ordering and the shared directory fsync (see ``put``).
+        self._stripes = tuple(threading.Lock() for _ in range(64))
+        self._dir_sync_lock = threading.Lock()
+        self._renames = 0
+        self._dir_synced = 0
+        # Tasks whose new file may already be renamed into place but not yet indexed:
+        # retention must not unlink those files (it would delete the new record).
+        self._writing: set[str] = set()
         self.counters = {"corruptions": 0, "pruned": 0, "callback_errors": 0}
 
     # ------------------------------------------------------------------ loading
@@ -289,7 +298,7 @@ class RecordStore:
 
     # ------------------------------------------------------------------ writing
 
-    def put(self, task_id: str, record: dict) -> dict:
+    def put(self, task_id: str, record: dict, *, trusted: bool = False) -> dict:
         """Store ``record`` durably for ``task_id`` and return the stored record.
 
         Adds ``format``, ``task_id``, ``seq`` (next in this store, across restarts) and
@@ -297,47 +306,113 @@ class RecordStore:
         then prunes the oldest records beyond ``retention``. Raises ValueError for an
         invalid task_id or a record that is not JSON-serialisable, RecordTooLarge over
         16 MiB, OSError when the disk refuses (nothing is changed then).
+
+        ``trusted=True`` is for records the process built itself from already validated
+        parts: the ``validate_record`` pass (a schema walk over the whole record) is
+        skipped - files are still validated when loaded - and the returned dict is the
+        record as given plus the added fields (shared, not a decoded copy).
+
+        Concurrency: puts for different tasks run their file I/O (write, fsync, rename)
+        in parallel; only the bookkeeping takes the store lock. Puts for the same task are
+        serialised by a per-task lock taken before the seq is assigned, so the file on
+        disk always holds the put with the highest seq. Directory fsyncs are shared: one
+        fsync started after a rename covers every rename made before it.
         """
         if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
             raise ValueError(f"invalid task_id {task_id!r}")
         if not isinstance(record, dict):
             raise ValueError("a record must be a dict")
-        with self._lock:
-            if not self._loaded:
-                self.load()
-            full = dict(record)
-            full["format"] = RECORD_FORMAT
-            full["task_id"] = task_id
-            full["seq"] = self._next_seq
-            full["stored_at"] = utc_timestamp()
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    self.load()
+        full = dict(record)
+        full["format"] = RECORD_FORMAT
+        full["task_id"] = task_id
+        full["stored_at"] = utc_timestamp()
+        with self._task_lock(task_id):
+            with self._lock:
+                seq = self._next_seq
+                self._next_seq += 1  # consumed even on failure: seq only ever grows
+                self._temp_counter += 1
+                temp_n = self._temp_counter
+                self._writing.add(task_id)
+            full["seq"] = seq
             try:
-                data = json.dumps(full, ensure_ascii=False, separators=(",", ":"),
-                                  allow_nan=False).encode("utf-8")
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"record is not JSON-serialisable: {exc}") from None
-            if len(data) > MAX_RECORD_BYTES:
-                raise RecordTooLarge(
-                    f"record for {task_id} is {len(data)} bytes; the limit is "
-                    f"{MAX_RECORD_BYTES} bytes (16 MiB)")
+                return self._put_locked_task(task_id, full, seq, temp_n, trusted)
+            finally:
+                with self._lock:
+                    self._writing.discard(task_id)
+
+    def _put_locked_task(self, task_id: str, full: dict, seq: int, temp_n: int, trusted: bool) -> dict:
+        """The body of ``put`` once the task's stripe lock is held and its seq assigned."""
+        try:
+            data = json.dumps(full, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"record is not JSON-serialisable: {exc}") from None
+        if len(data) > MAX_RECORD_BYTES:
+            raise RecordTooLarge(
+                f"record for {task_id} is {len(data)} bytes; the limit is "
+                f"{MAX_RECORD_BYTES} bytes (16 MiB)")
+        if trusted:
+            stored = full
+        else:
             stored = json.loads(data)
             if self._validate_record is not None:
                 try:
                     self._check_custom(stored)
                 except CorruptRecord as exc:
                     raise ValueError(f"refusing to store an invalid record: {exc}") from None
-            self._next_seq += 1  # consumed even on failure: seq only ever grows
-            target = self.records_dir / f"{task_id}.json"
-            self._write_atomic(target, data)
-            self._index[task_id] = full["seq"]
-            self._index.move_to_end(task_id)
+        target = self.records_dir / f"{task_id}.json"
+        self._write_atomic(target, data, temp_n)
+        with self._lock:
+            self._renames += 1
+            generation = self._renames
+            self._index_insert(task_id, seq)
             self._cache[task_id] = data
             self._prune_locked()
-            self._fsync_dir(self.records_dir)
-            return stored
+        self._sync_records_dir(generation)
+        return stored
 
-    def _write_atomic(self, target: Path, data: bytes) -> None:
-        self._temp_counter += 1
-        temp = target.parent / f".{target.name}.{os.getpid()}.{self._temp_counter}{TEMP_SUFFIX}"
+    def _task_lock(self, task_id: str) -> threading.Lock:
+        """The stripe lock serialising puts of one task (a fixed set: no cleanup needed)."""
+        return self._stripes[hash(task_id) % len(self._stripes)]
+
+    def _index_insert(self, task_id: str, seq: int) -> None:
+        """Put ``task_id`` at its seq position; puts finishing out of seq order (parallel
+        writers) only ever displace the few newest entries, so this stays O(writers)."""
+        self._index.pop(task_id, None)
+        self._index[task_id] = seq
+        newer = []
+        for other in reversed(self._index):
+            if other == task_id:
+                continue
+            if self._index[other] < seq:
+                break
+            newer.append(other)
+            if len(newer) > 64:  # cannot happen with a bounded number of writers
+                break
+        for other in reversed(newer):
+            self._index.move_to_end(other)
+
+    def _sync_records_dir(self, generation: int) -> None:
+        """fsync ``records/`` unless an fsync that began after rename ``generation``
+        already completed (group commit: concurrent writers share one fsync)."""
+        with self._dir_sync_lock:
+            if self._dir_synced >= generation:
+                return
+            with self._lock:
+                upto = self._renames
+            self._fsync_dir(self.records_dir)
+            self._dir_synced = upto
+
+    def _write_atomic(self, target: Path, data: bytes, temp_n: int | None = None) -> None:
+        if temp_n is None:
+            with self._lock:
+                self._temp_counter += 1
+                temp_n = self._temp_counter
+        temp = target.parent / f".{target.name}.{os.getpid()}.{temp_n}{TEMP_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = os.open(temp, flags, 0o644)
@@ -360,7 +435,8 @@ class RecordStore:
                 if not (target.is_dir() and not target.is_symlink()):
                     raise
                 # A directory sits where the record goes: corrupt memory (§11.4).
-                self._quarantine(target, "is a directory")
+                with self._lock:
+                    self._quarantine(target, "is a directory")
                 os.replace(temp, target)
         except BaseException:
             try:
@@ -372,8 +448,15 @@ class RecordStore:
     def _prune_locked(self) -> int:
         """Delete the oldest records until ``retention`` remain (§11.3)."""
         pruned = 0
-        while len(self._index) > self.retention:
-            task_id, _seq = self._index.popitem(last=False)
+        skipped = 0
+        while len(self._index) > self.retention and skipped < len(self._index):
+            task_id = next(iter(self._index))
+            if task_id in self._writing:
+                # Being rewritten right now: it is about to become the newest record.
+                self._index.move_to_end(task_id)
+                skipped += 1
+                continue
+            self._index.popitem(last=False)
             self._cache.pop(task_id, None)
             try:
                 os.unlink(self.records_dir / f"{task_id}.json")

@@ -1,26 +1,46 @@
-"""The orchestrator's client for one agent: one attempt = connect, hello, request, reply.
+"""The orchestrator's client for one agent: one attempt = (connect, hello,) request, reply.
 
-Each attempt opens a fresh connection and says ``hello`` on it first (SPEC §14.1: hello
-once per connection), so a restarted agent is never talked to through a stale socket and
-an agent with no common version gets no work. Every socket operation is bounded by the
-attempt's own deadline (connect + send + reply, SPEC §10.3). The result is a
-``pipeline.Attempt``; classifying transport failures (refused, reset, closed, timed out,
-unparseable) happens here, deciding whether to retry happens in ``pipeline``.
+Connections are pooled: a connection that has said ``hello`` with a common version is
+reused for later attempts (SPEC §14.1: hello once per connection), which saves a connect,
+an accept, a server thread and a hello round trip per step. A pooled connection is only
+reused when it is known to be in step with the agent:
+
+* it goes back to the pool only after a reply that answers our request was read in full
+  (``in_reply_to`` equal to its ``msg_id``); after any transport failure or timeout it is
+  closed, because a late reply could still arrive on it;
+* before reuse it must be quiet: readable means the agent closed it (idle timeout, restart)
+  or sent something unasked (a duplicated reply) - either way it is closed, never read;
+* a connection idle longer than ``POOL_IDLE_S`` is closed rather than reused;
+* and a reply whose ``in_reply_to`` names another request is skipped, never paired with
+  the current one.
+
+An agent with no common version gets no work: a failed hello closes the connection and
+ends the attempt. Every socket operation is bounded by the attempt's own deadline
+(connect + send + reply, SPEC §10.3). The result is a ``pipeline.Attempt``; classifying
+transport failures (refused, reset, closed, timed out, unparseable) happens here, deciding
+whether to retry happens in ``pipeline``.
 """
 
 from __future__ import annotations
 
 import itertools
+import select
 import socket
 import ssl
 import threading
 import time
+from dataclasses import dataclass, field
 
 from reference_impl.orchestrator.pipeline import Attempt, transport_cause
 from reference_impl.protocol.errors import ProtocolError
 from reference_impl.protocol.framing import FrameDecoder, encode_frame
 
 SUPPORTED_VERSIONS = (1,)
+#: Idle pooled connections kept per agent (more than FD_WORKERS are never in use at once).
+POOL_MAX_IDLE = 16
+#: A pooled connection idle longer than this is closed instead of reused (well under any
+#: sensible FD_IDLE_TIMEOUT_MS, so the agent has not started closing it).
+POOL_IDLE_S = 5.0
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
 
@@ -44,6 +64,37 @@ class _Transport(Exception):
         self.cause = cause
 
 
+@dataclass
+class PooledConnection:
+    """A connection that said hello successfully, with its frame decoder."""
+
+    sock: object
+    decoder: FrameDecoder = field(default_factory=FrameDecoder)
+    idle_since: float = field(default_factory=time.monotonic)
+    uses: int = 0
+
+
+def _close_quietly(sock) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def connection_is_quiet(sock) -> bool:
+    """True when nothing is waiting on ``sock``: no EOF, no unread bytes, no error.
+
+    A plain socket is peeked without blocking and without changing its mode; a TLS socket
+    counts as quiet only when neither the TLS layer nor the raw socket has anything."""
+    try:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return False
+        readable, _w, errored = select.select([sock], [], [sock], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable and not errored
+
+
 class AgentClient:
     """Talks to the agent serving one role; also remembers when it last said hello."""
 
@@ -55,6 +106,9 @@ class AgentClient:
         self._token = token
         self.ssl_context = ssl_context
         self._lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._idle: list[PooledConnection] = []
+        self.pool_stats = {"opened": 0, "reused": 0, "discarded_stale": 0}
         self.last_hello_ok: float | None = None
         self.last_problem: str | None = "never contacted"
         self.incompatible = False
@@ -66,27 +120,67 @@ class AgentClient:
         """One attempt of ``step``; never raises for network trouble, never waits past timeout."""
         deadline = time.monotonic() + timeout_s
         timeout_ms = int(round(timeout_s * 1000))
-        sock = None
+        conn = None
+        keep = False
         try:
-            sock = self._connect(deadline, step, timeout_ms)
-            decoder = FrameDecoder()
-            err = self._hello(sock, decoder, deadline, step, timeout_ms)
-            if err is not None:
-                return Attempt("error", error=err)
+            conn = self._checkout()
+            if conn is None:
+                sock = self._connect(deadline, step, timeout_ms)
+                conn = PooledConnection(sock)
+                with self._pool_lock:
+                    self.pool_stats["opened"] += 1
+                err = self._hello(sock, conn.decoder, deadline, step, timeout_ms)
+                if err is not None:
+                    return Attempt("error", error=err)
             request = {"v": 1, "type": step, "msg_id": new_msg_id("o"), "task_id": task_id,
                        "token": self._token, "payload": payload}
             if traceparent:
                 request["traceparent"] = traceparent
-            reply = self._exchange(sock, decoder, request, deadline, step, timeout_ms)
-            return self._classify(reply, step, request["msg_id"])
+            reply = self._exchange(conn.sock, conn.decoder, request, deadline, step, timeout_ms)
+            attempt = self._classify(reply, step, request["msg_id"])
+            # In step with the agent only when the reply answered this very request.
+            keep = reply.get("in_reply_to") == request["msg_id"] and attempt.kind != "transport"
+            return attempt
         except _Transport as exc:
             return Attempt("transport", error=exc.cause)
         finally:
-            if sock is not None:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+            if conn is not None:
+                if keep:
+                    self._checkin(conn)
+                else:
+                    _close_quietly(conn.sock)
+
+    def close_idle(self) -> None:
+        """Close every pooled connection (shutdown, tests)."""
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close_quietly(conn.sock)
+
+    def _checkout(self) -> PooledConnection | None:
+        """The most recently used pooled connection that is still quiet, else None."""
+        while True:
+            with self._pool_lock:
+                if not self._idle:
+                    return None
+                conn = self._idle.pop()
+            if time.monotonic() - conn.idle_since <= POOL_IDLE_S and connection_is_quiet(conn.sock):
+                conn.uses += 1
+                with self._pool_lock:
+                    self.pool_stats["reused"] += 1
+                return conn
+            with self._pool_lock:
+                self.pool_stats["discarded_stale"] += 1
+            _close_quietly(conn.sock)
+
+    def _checkin(self, conn: PooledConnection) -> None:
+        """Return a connection whose last exchange completed in step (see module docstring)."""
+        conn.idle_since = time.monotonic()
+        with self._pool_lock:
+            if len(self._idle) < POOL_MAX_IDLE:
+                self._idle.append(conn)
+                return
+        _close_quietly(conn.sock)
 
     def probe(self, timeout_s: float) -> bool:
         """Say hello on a fresh connection (readiness). True when a common version was found."""
@@ -179,6 +273,9 @@ class AgentClient:
                     raise _Transport(transport_cause("internal_error", "connection closed without reply"))
                 for item in decoder.feed(data):
                     if item.kind == "frame" and isinstance(item.value, dict):
+                        answered = item.value.get("in_reply_to")
+                        if isinstance(answered, str) and answered != request["msg_id"]:
+                            continue  # a late or duplicated reply to an earlier request
                         return item.value
                     raise _Transport(transport_cause("internal_error", "unparseable reply"))
         except socket.timeout:

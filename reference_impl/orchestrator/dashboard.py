@@ -25,27 +25,39 @@ def _error_text(error: dict | None) -> str:
     return text
 
 
+def _ts(value: object) -> str:
+    """A timestamp that never breaks across lines (it would at its hyphens)."""
+    return f'<span class="nw">{_e(value)}</span>'
+
+
 def render(tasks: list[dict], alerts: list[dict], *, title: str = "faultdrill orchestrator") -> str:
-    """The whole page. ``tasks`` newest first (status payloads), ``alerts`` as /api/alerts."""
+    """The whole page. ``tasks`` newest first (status payloads), ``alerts`` as /api/alerts.
+
+    A failed step's error is shown in its timeline entry only when it says something the
+    task's error (last column) does not: the step that ended a task usually carries the
+    very same error object, and printing it twice made the row hard to read."""
     rows = []
     for t in tasks:
         steps = []
+        task_error = _error_text(t.get("error"))
         for s in t.get("steps") or []:
+            step_error = _error_text(s.get("error"))
             steps.append(
                 f'<li class="step {_e(s.get("status"))}"><b>{_e(s.get("step"))}</b> '
                 f'on {_e(s.get("agent"))}: {_e(s.get("status"))}, {_e(s.get("attempts"))} attempt(s), '
-                f'{_e(s.get("started_at"))} &rarr; {_e(s.get("finished_at"))}'
-                + (f'<div class="err">{_e(_error_text(s.get("error")))}</div>' if s.get("error") else "")
+                f'{_ts(s.get("started_at"))} &rarr; {_ts(s.get("finished_at"))}'
+                + (f'<div class="err">{_e(step_error)}</div>'
+                   if step_error and step_error != task_error else "")
                 + "</li>")
         rows.append(
             "<tr>"
-            f'<td class="id">{_e(t.get("task_id"))}</td>'
+            f'<td class="id nw">{_e(t.get("task_id"))}</td>'
             f'<td>{_e(t.get("task_type"))}</td>'
             f'<td class="status {_e(t.get("status"))}">{_e(t.get("status"))}</td>'
-            f"<td>{_e(t.get('submitted_at'))}</td>"
-            f"<td>{_e(t.get('finished_at'))}</td>"
+            f"<td>{_ts(t.get('submitted_at'))}</td>"
+            f"<td>{_ts(t.get('finished_at'))}</td>"
             f'<td><ol class="timeline">{"".join(steps)}</ol></td>'
-            f'<td class="err">{_e(_error_text(t.get("error")))}</td>'
+            f'<td class="err">{_e(task_error)}</td>'
             "</tr>")
     alert_items = "".join(
         f'<li class="alert">{_e(a.get("name"))} ({_e(a.get("severity"))}): value {_e(a.get("value"))} '
@@ -57,7 +69,7 @@ def render(tasks: list[dict], alerts: list[dict], *, title: str = "faultdrill or
         "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;width:100%}"
         "td,th{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}"
         ".succeeded{color:#060}.failed{color:#a00}.running,.queued{color:#a60}"
-        ".err{color:#a00}.timeline{margin:0;padding-left:1.2em}</style></head><body>"
+        ".err{color:#a00}.timeline{margin:0;padding-left:1.2em}.nw{white-space:nowrap}</style></head><body>"
         f"<h1>{_e(title)}</h1>"
         f"<h2>Alerts</h2><ul>{alert_items}</ul>"
         f"<h2>Recent tasks ({len(tasks)})</h2>"

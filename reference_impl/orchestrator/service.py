@@ -34,6 +34,8 @@ from reference_impl.runtime.logs import log_context
 DEFAULT_THRESHOLDS = {"error_permille": 50, "p95_latency_ms": 1000}
 READY_WINDOW_S = 2.0
 PROBE_TIMEOUT_S = 0.8
+#: A probe bounds itself; this only covers its thread being scheduled late under load.
+PROBE_JOIN_SLACK_S = 0.7
 #: Extra time a waiting submit allows beyond the task deadline before it gives up.
 WAIT_SLACK_S = 2.0
 
@@ -67,6 +69,10 @@ class OrchestratorService(FramedService):
         self._admitted = 0
         self._admitted_lock = threading.Lock()
         self._stop = threading.Event()
+        # Set when the shutdown grace period is about to end with tasks unfinished: every
+        # submit still waiting for its task answers `timeout` at once (SPEC §17).
+        self._released = threading.Event()
+        self._release_grace_ms = 0
         self._threads: list[threading.Thread] = []
         self._running = 0
         self._running_lock = threading.Lock()
@@ -109,6 +115,26 @@ class OrchestratorService(FramedService):
                 return False
             time.sleep(0.05)
         return True
+
+    def release_waiters(self, grace_ms: int) -> None:
+        """The drain will not see the remaining tasks finish: make every `wait: true`
+        submit still waiting answer now with `timeout` (indefinite: the task may still
+        complete; its record says so, and a retry replays or re-runs it) instead of being
+        closed without a reply when the process exits."""
+        self._release_grace_ms = grace_ms
+        self._released.set()
+
+    def _wait_for_task(self, task_id: str, timeout_s: float) -> dict | None:
+        """Like ``TaskTable.wait_done`` but also returns (the current record) as soon as
+        the waiters are released by a shutdown; None when the task is unknown."""
+        end = time.monotonic() + timeout_s
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or self._released.is_set():
+                return self.table.lookup(task_id)
+            final = self.table.wait_done(task_id, min(left, 0.05))
+            if final is not None and final["status"] in ("succeeded", "failed"):
+                return final
 
     def stop_workers(self, timeout_s: float = 1.0) -> None:
         self._stop.set()
@@ -204,9 +230,15 @@ class OrchestratorService(FramedService):
         if not request.payload.get("wait", True):
             return ok_reply(request, {"task_id": task_id, "status": "queued"}, replay=False,
                             traceparent=trace.traceparent)
-        final = self.table.wait_done(task_id, self.deadline_ms / 1000.0 + WAIT_SLACK_S)
+        final = self._wait_for_task(task_id, self.deadline_ms / 1000.0 + WAIT_SLACK_S)
         if final is None or final["status"] not in ("succeeded", "failed"):
-            raise ProtocolError("timeout", f"task {task_id} did not finish in time", step=None,
+            running = [s for s in (final or {}).get("steps") or [] if s.get("status") == "running"]
+            step = running[-1].get("step") if running else None
+            if self._released.is_set():
+                raise ProtocolError("timeout", f"the orchestrator is shutting down and task {task_id} "
+                                    f"did not finish within the {self._release_grace_ms} ms grace period",
+                                    step=step, timeout_ms=self._release_grace_ms)
+            raise ProtocolError("timeout", f"task {task_id} did not finish in time", step=step,
                                 timeout_ms=self.deadline_ms)
         if final["status"] == "succeeded":
             return ok_reply(request, self._result_payload(final), replay=False, traceparent=trace.traceparent)
@@ -251,7 +283,9 @@ class OrchestratorService(FramedService):
         thresholds = effective_thresholds(rec["input"], DEFAULT_THRESHOLDS)
         step_records: list[dict] = []
         with log_context(task_id=task_id, trace_id=trace_id, span_id=new_span_id()):
-            self.log.info(f"task running: {' -> '.join(steps)}", event="task_started", steps=steps)
+            # Not a required event (SPEC §12): debug, to keep the per-task line count (and
+            # the stderr writes on the hot path) down.
+            self.log.debug(f"task running: {' -> '.join(steps)}", event="task_started", steps=steps)
 
             def call(step: str, payload: dict, timeout_s: float):
                 client = self.clients[STEP_AGENT[step]]
@@ -266,8 +300,10 @@ class OrchestratorService(FramedService):
                     self.m_retries.inc(step=fields["step"])
                     self.log.warn(f"retrying {fields['step']} in {fields['delay_ms']} ms after {fields.get('cause')}",
                                   event=event, **fields)
-                else:
+                elif event == "step_attempt":
                     self.log.info(f"{event} {fields.get('step')}", event=event, **fields)
+                else:  # step_succeeded: not required; task_succeeded/task_failed say the rest
+                    self.log.debug(f"{event} {fields.get('step')}", event=event, **fields)
 
             with self.rng_lock:
                 rng = random.Random(self.rng.getrandbits(64))
@@ -290,21 +326,40 @@ class OrchestratorService(FramedService):
     # -- readiness and HTTP ---------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, list[str]]:
+        """Ready when the memory is loaded and every agent answered hello within the last
+        READY_WINDOW_S (SPEC §13).
+
+        An agent whose last hello is older than that is probed now, all such agents in
+        parallel, and judged by the probe's own outcome: a stale cache is never reported
+        as "no hello" merely because a probe was slow to be scheduled (seen right after
+        start under load). Each probe bounds itself (PROBE_TIMEOUT_S); the join below only
+        guards against a probe thread that never ran."""
         reasons = []
         if not getattr(self.store, "loaded", True):
             reasons.append("memory not loaded")
-        stale = [c for c in self.clients.values() if not c.ready_within(READY_WINDOW_S)]
-        probes = []
-        for client in stale:
-            t = threading.Thread(target=client.probe, args=(PROBE_TIMEOUT_S,), daemon=True)
+        stale = {role: c for role, c in self.clients.items() if not c.ready_within(READY_WINDOW_S)}
+        outcome: dict[str, str | None] = {}
+
+        def probe(role: str, client: AgentClient) -> None:
+            ok = client.probe(PROBE_TIMEOUT_S)
+            outcome[role] = None if ok and not client.incompatible else (
+                client.last_problem or "hello failed")
+
+        probes = [threading.Thread(target=probe, args=(role, c), daemon=True, name=f"probe-{role}")
+                  for role, c in stale.items()]
+        for t in probes:
             t.start()
-            probes.append(t)
-        end = time.monotonic() + PROBE_TIMEOUT_S + 0.1
+        end = time.monotonic() + PROBE_TIMEOUT_S + PROBE_JOIN_SLACK_S
         for t in probes:
             t.join(timeout=max(0.0, end - time.monotonic()))
-        for role, client in self.clients.items():
-            if not client.ready_within(READY_WINDOW_S):
-                reasons.append(f"{role}: {client.last_problem or 'no hello'}")
+        for role in self.clients:
+            if role not in stale:
+                continue
+            if role not in outcome:
+                reasons.append(f"{role}: hello probe did not finish within "
+                               f"{int((PROBE_TIMEOUT_S + PROBE_JOIN_SLACK_S) * 1000)} ms")
+            elif outcome[role] is not None:
+                reasons.append(f"{role}: {outcome[role]}")
         return (not reasons), reasons
 
     def http_routes(self) -> tuple[dict, dict]:

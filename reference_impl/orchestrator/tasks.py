@@ -1,10 +1,20 @@
 """The orchestrator's task table: idempotency by task_id, durable task log, alerts (SPEC §9, §11, §13.2).
 
-Every state change is written through ``RecordStore.put`` (durable before it returns), so
-the table survives restarts: at start-up it is rebuilt from the store, and a task found
-``queued`` or ``running`` (the orchestrator died under it) is marked ``failed`` with a
-``timeout`` error so that resubmitting it runs it again (§11.1). The in-memory copy is the
-one readers see; the lock makes each transition atomic with its write.
+What is durable, and why only that: a task record is written twice per run - when the
+task is accepted (``queued``: §9.3 idempotency must hold across restarts, and a crash must
+leave a record that start-up turns into ``failed``, §11.1) and when it finishes (the result
+a replay returns). Step progress (``running``, attempts, step timelines) lives in memory
+only: ``status`` and the dashboard read memory, and after a crash the task is failed
+anyway. At start-up the table is rebuilt from the store and a task found ``queued`` or
+``running`` is marked ``failed`` with a ``timeout`` error so that resubmitting it runs it
+again.
+
+Locking: ``lock`` guards the in-memory table only and is never held across I/O; each
+``store.put`` runs outside it (the store orders puts of one task itself). Nothing that
+reports success is published before its record is durable: the final state becomes
+visible only after the final put, and a lookup of a task whose admission record is still
+being written waits for that write (bounded). The finish write waits for the admission
+write too, so the final record can never be overwritten by the older ``queued`` one.
 """
 
 from __future__ import annotations
@@ -19,8 +29,25 @@ from reference_impl.protocol.errors import make_error_object
 from reference_impl.protocol.schema import json_equal
 
 ACTIVE = ("queued", "running")
+#: Bound on waiting for another thread's admission write of the same task (one fsync).
+ADMISSION_WRITE_WAIT_S = 10.0
 ALERT_WINDOW = 20
 ALERT_MIN_FINISHED = 5
+
+
+def _view(rec: dict) -> dict:
+    """A snapshot of a table record for a reader: shallow, with its own step list.
+
+    Cheap on purpose (a deep copy of the task input and result on every status, submit and
+    step change cost more CPU than the rest of the orchestrator's bookkeeping). It is a
+    consistent snapshot because nested values of a record are never mutated in place:
+    ``input`` and ``result`` are replaced, never edited; the step list is replaced by
+    ``update_steps``/``finish`` with copies of the pipeline's step dicts; ``status`` is a
+    top-level key. Readers must treat what they get as read-only.
+    """
+    out = dict(rec)
+    out["steps"] = [dict(s) for s in rec.get("steps") or []]
+    return out
 
 
 def same_submission(record: dict, task_type: str, task_input: dict) -> bool:
@@ -46,6 +73,8 @@ class TaskTable:
         self._finished: deque[tuple[str, str]] = deque(maxlen=ALERT_WINDOW)
         self._alert_since: str | None = None
         self._pruned_seen = 0
+        # task_id -> set once its admission record is durable (or its write failed).
+        self._admission_written: dict[str, threading.Event] = {}
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -86,9 +115,19 @@ class TaskTable:
     # -- admission (SPEC §9.3) -----------------------------------------------------------
 
     def lookup(self, task_id: str) -> dict | None:
+        """A copy of the task's record as readers see it; waits (bounded) while the task's
+        admission record is being written, so a ``status_ok`` never reports a task that a
+        crash in the next millisecond would make unknown."""
+        self._await_admission_write(task_id)
         with self.lock:
             rec = self._tasks.get(task_id)
-            return copy.deepcopy(rec) if rec is not None else None
+            return _view(rec) if rec is not None else None
+
+    def _await_admission_write(self, task_id: str) -> None:
+        with self.lock:
+            pending = self._admission_written.get(task_id)
+        if pending is not None:
+            pending.wait(timeout=ADMISSION_WRITE_WAIT_S)
 
     def admit(self, task_id: str, task_type: str, task_input: dict,
               enqueue: Callable[[str], bool]) -> tuple[str, dict | None]:
@@ -106,17 +145,30 @@ class TaskTable:
                     return "replay", copy.deepcopy(rec)
                 if rec["status"] in ACTIVE:
                     return "in_progress", copy.deepcopy(rec)
-            new = {"task_id": task_id, "task_type": task_type, "input": copy.deepcopy(task_input),
+            # The request's payload is not modified by anyone after validation: kept as is.
+            new = {"task_id": task_id, "task_type": task_type, "input": task_input,
                    "status": "queued", "result": None, "error": None, "steps": [],
                    "submitted_at": self.now_iso(), "finished_at": None}
             if not enqueue(task_id):
                 return "busy", None
             self._started_mono[task_id] = self.clock()
             self._done[task_id] = threading.Event()
+            written = threading.Event()
+            self._admission_written[task_id] = written
             self._tasks[task_id] = new
             self._tasks.move_to_end(task_id)
-            self._persist(new)
-            return "queued", copy.deepcopy(new)
+            snapshot = _view(new)
+        # Durable before the caller replies (``submit_ok`` with ``queued``, or the final
+        # reply later); outside the lock so other tasks' admissions and status requests
+        # never wait for this fsync.
+        try:
+            self._persist(snapshot)
+        finally:
+            written.set()
+            with self.lock:
+                if self._admission_written.get(task_id) is written:
+                    del self._admission_written[task_id]
+        return "queued", snapshot
 
     # -- transitions --------------------------------------------------------------------
 
@@ -125,35 +177,56 @@ class TaskTable:
             return self._started_mono.get(task_id, self.clock())
 
     def mark_running(self, task_id: str) -> dict:
+        """In memory only: on disk the task stays ``queued`` until it finishes, which start-up
+        treats exactly like ``running`` (both become ``failed``)."""
         with self.lock:
             rec = self._tasks[task_id]
             rec["status"] = "running"
-            self._persist(rec)
-            return copy.deepcopy(rec)
+            return _view(rec)
 
     def update_steps(self, task_id: str, steps: list[dict]) -> None:
+        """Step progress for ``status`` and the dashboard: in memory only (see the module
+        docstring); the final step list is written with the final record."""
+        copied = [dict(s) for s in steps]
         with self.lock:
-            rec = self._tasks[task_id]
-            rec["steps"] = copy.deepcopy(steps)
-            self._persist(rec)
+            rec = self._tasks.get(task_id)
+            if rec is not None and rec["status"] in ACTIVE:
+                rec["steps"] = copied
 
     def finish(self, task_id: str, *, ok: bool, result: dict | None, error: dict | None,
                steps: list[dict]) -> dict:
+        """Write the final record, then publish it: readers (status, replays, the waiting
+        submit) see the outcome only once it is durable. If the write fails the task is
+        published as ``failed`` (``internal_error``) so that it is not stuck ``running``
+        and a resubmission runs it again; the write error is re-raised for the log."""
+        self._await_admission_write(task_id)
         with self.lock:
-            rec = self._tasks[task_id]
-            rec["status"] = "succeeded" if ok else "failed"
-            rec["result"] = result if ok else None
-            rec["error"] = None if ok else error
-            rec["steps"] = copy.deepcopy(steps)
-            rec["finished_at"] = self.now_iso()
-            self._persist(rec)
-            self._finished.append((task_id, rec["status"]))
+            final = dict(self._tasks[task_id])
+        final["status"] = "succeeded" if ok else "failed"
+        final["result"] = result if ok else None
+        final["error"] = None if ok else error
+        final["steps"] = [dict(s) for s in steps]
+        final["finished_at"] = self.now_iso()
+        write_error: BaseException | None = None
+        try:
+            self._persist(final)
+        except Exception as exc:  # noqa: BLE001 - published as failed below, then re-raised
+            write_error = exc
+            final["status"] = "failed"
+            final["result"] = None
+            final["error"] = make_error_object(
+                "internal_error", f"the task record could not be stored: {type(exc).__name__}")
+        with self.lock:
+            self._tasks[task_id] = final
+            self._finished.append((task_id, final["status"]))
             self._evaluate_alert()
             self._started_mono.pop(task_id, None)
             event = self._done.pop(task_id, None)
-            snapshot = copy.deepcopy(rec)
+            snapshot = _view(final)
         if event is not None:
             event.set()
+        if write_error is not None:
+            raise write_error
         return snapshot
 
     def wait_done(self, task_id: str, timeout_s: float) -> dict | None:
@@ -162,7 +235,7 @@ class TaskTable:
             event = self._done.get(task_id)
             rec = self._tasks.get(task_id)
             if event is None:
-                return copy.deepcopy(rec) if rec is not None else None
+                return _view(rec) if rec is not None else None
         if not event.wait(timeout=max(0.0, timeout_s)):
             return None
         return self.lookup(task_id)
@@ -215,9 +288,14 @@ class TaskTable:
     # -- persistence --------------------------------------------------------------------
 
     def _persist(self, rec: dict) -> None:
+        """One durable put of ``rec`` (a private copy: the store may keep references).
+        Called WITHOUT ``lock``; the record was built here from validated parts, so the
+        store skips its schema pass (``trusted``) - files are validated on load."""
         self.store.put(rec["task_id"], {k: v for k, v in rec.items()
-                                        if k not in ("format", "task_id", "seq", "stored_at")})
-        self._forget_pruned()
+                                        if k not in ("format", "task_id", "seq", "stored_at")},
+                       trusted=True)
+        with self.lock:
+            self._forget_pruned()
         self.after_put()
 
     def _forget_pruned(self) -> None:
@@ -226,5 +304,6 @@ class TaskTable:
         if pruned == self._pruned_seen:
             return
         self._pruned_seen = pruned
-        for task_id in [t for t, r in self._tasks.items() if r["status"] not in ACTIVE and t not in self.store]:
+        stored = set(self.store.task_ids())
+        for task_id in [t for t, r in self._tasks.items() if r["status"] not in ACTIVE and t not in stored]:
             del self._tasks[task_id]

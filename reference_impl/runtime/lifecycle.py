@@ -69,15 +69,23 @@ class Node:
     ``on_start`` runs before the ports open (load memory, start workers) so that a port
     that answers belongs to a service that is ready to work. ``drain_extra(timeout_s)``
     lets a service wait for work the server does not see (the orchestrator's queue).
+    ``release_waiters()`` is called when that work will not finish within the grace period:
+    requests still waiting for it must answer now (an error reply such as ``timeout``), so
+    that no client is left with a silently closed connection (SPEC §17).
     """
 
-    def __init__(self, service, server, side, *, on_start=None, drain_extra=None, on_close=None) -> None:
+    #: Part of the grace period kept back for answering released waiters before exit.
+    RELEASE_RESERVE_S = 0.25
+
+    def __init__(self, service, server, side, *, on_start=None, drain_extra=None, on_close=None,
+                 release_waiters=None) -> None:
         self.service = service
         self.server = server
         self.side = side
         self.on_start = on_start
         self.drain_extra = drain_extra
         self.on_close = on_close
+        self.release_waiters = release_waiters
 
     def start(self) -> None:
         if self.on_start is not None:
@@ -86,15 +94,26 @@ class Node:
         self.side.start()
 
     def drain(self, grace_s: float) -> bool:
+        """True when everything received was finished and answered within ``grace_s``."""
         end = time.monotonic() + grace_s
+        # Waiters are released a little before the end, so that their replies are
+        # written within the grace period rather than after it.
+        release_at = end - min(self.RELEASE_RESERVE_S, grace_s / 4)
         self.service.draining = True
         self.server.begin_drain()
-        self.server.wait_idle(max(0.0, end - time.monotonic()))
-        extra = True
-        if self.drain_extra is not None:
-            extra = self.drain_extra(max(0.0, end - time.monotonic()))
-        # Requests that arrived while the extra work drained are answered too.
-        idle = self.server.wait_idle(max(0.0, end - time.monotonic()))
+
+        def left(until: float) -> float:
+            return max(0.0, until - time.monotonic())
+
+        extra = True if self.drain_extra is None else self.drain_extra(left(release_at))
+        idle = self.server.wait_idle(left(release_at))
+        if not (extra and idle) and self.release_waiters is not None:
+            self.release_waiters()
+        # Requests in flight (including those just released) are answered before closing;
+        # work still running may yet finish in the time left.
+        idle = self.server.wait_idle(left(end))
+        if not extra:
+            extra = self.drain_extra(left(end))
         return idle and extra
 
     def close(self) -> None:

@@ -97,7 +97,10 @@ class ProtocolServer:
         self._accept_thread.start()
 
     def begin_drain(self) -> None:
-        """Stop accepting; connections close once their current request is answered."""
+        """Stop accepting new connections. Open connections stay open and keep being read:
+        every request on them is answered (the service answers new work ``busy`` while
+        draining, SPEC §17), so a request that was already on its way is never met with a
+        silent close. They are closed by ``close()`` once the drain is over."""
         with self._lock:
             self.draining = True
         self._accepting.clear()
@@ -227,8 +230,6 @@ class ProtocolServer:
         decoder = FrameDecoder()
         idle_deadline = time.monotonic() + self.idle_timeout_s
         while not self._closing.is_set():
-            if self.draining:
-                return
             left = idle_deadline - time.monotonic()
             if left <= 0:
                 return
