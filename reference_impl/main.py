@@ -19,7 +19,7 @@ if __package__ in (None, ""):
 
 from reference_impl.agents.service import ROLE_STEP, AgentService  # noqa: E402
 from reference_impl.memory.store import RecordStore, utc_timestamp  # noqa: E402
-from reference_impl.orchestrator.client import AgentClient  # noqa: E402
+from reference_impl.orchestrator.client import POOL_IDLE_S, AgentClient  # noqa: E402
 from reference_impl.orchestrator.pipeline import Settings  # noqa: E402
 from reference_impl.orchestrator.service import OrchestratorService  # noqa: E402
 from reference_impl.protocol.schema import find_violation  # noqa: E402
@@ -63,7 +63,11 @@ def build(config, *, stderr=None) -> tuple[lifecycle.Node, Logger]:
                                             str(config.tls_cert) if config.tls_cert else None,
                                             str(config.tls_key) if config.tls_key else None,
                                             config.tls_client_auth)
-        clients = {role: AgentClient(role, addr, config.token, ssl_context=client_ctx)
+        # Agents close connections idle for FD_IDLE_TIMEOUT_MS (all services share the
+        # setting), so a pooled connection is dropped well before that: half of it.
+        pool_idle_s = min(POOL_IDLE_S, config.idle_timeout_ms / 2000)
+        clients = {role: AgentClient(role, addr, config.token, ssl_context=client_ctx,
+                                     pool_idle_s=pool_idle_s)
                    for role, addr in config.agent_addrs.items()}
         service = OrchestratorService(
             token=config.token, logger=log, registry=registry, store=store,

@@ -429,6 +429,18 @@ def test_a_connection_the_agent_closed_is_replaced_without_a_failed_attempt(scri
     client.close_idle()
 
 
+def test_a_connection_idle_too_long_is_replaced(scripted):
+    client = AgentClient("collector", ("127.0.0.1", scripted.port), TOKEN, pool_idle_s=0.2)
+    assert call(client, "t1").kind == "ok"
+    assert call(client, "t2").kind == "ok"
+    assert scripted.connections == 1
+    time.sleep(0.35)
+    assert call(client, "t3").payload == {"echo": "t3"}
+    assert scripted.connections == 2 and scripted.hellos == 2
+    assert client.pool_stats["discarded_stale"] == 1
+    client.close_idle()
+
+
 def test_after_a_timeout_the_late_reply_is_never_paired_with_the_next_request(scripted):
     client = AgentClient("collector", ("127.0.0.1", scripted.port), TOKEN)
     assert call(client, "t0").kind == "ok"

@@ -10,7 +10,8 @@ reused when it is known to be in step with the agent:
   closed, because a late reply could still arrive on it;
 * before reuse it must be quiet: readable means the agent closed it (idle timeout, restart)
   or sent something unasked (a duplicated reply) - either way it is closed, never read;
-* a connection idle longer than ``POOL_IDLE_S`` is closed rather than reused;
+* a connection idle longer than ``pool_idle_s`` (default ``POOL_IDLE_S``) is closed
+  rather than reused;
 * and a reply whose ``in_reply_to`` names another request is skipped, never paired with
   the current one.
 
@@ -99,7 +100,11 @@ class AgentClient:
     """Talks to the agent serving one role; also remembers when it last said hello."""
 
     def __init__(self, role: str, addr: "str | tuple[str, int]", token: str, *,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 pool_idle_s: float = POOL_IDLE_S) -> None:
+        """``pool_idle_s``: reuse a pooled connection only if it was idle at most this long
+        (keep it below the agents' FD_IDLE_TIMEOUT_MS so the agent is not closing it just
+        as a request is sent on it)."""
         self.role = role
         self.host, self.port = parse_addr(addr) if isinstance(addr, str) else (addr[0], int(addr[1]))
         self.addr = f"{self.host}:{self.port}"
@@ -108,6 +113,7 @@ class AgentClient:
         self._lock = threading.Lock()
         self._pool_lock = threading.Lock()
         self._idle: list[PooledConnection] = []
+        self.pool_idle_s = pool_idle_s
         self.pool_stats = {"opened": 0, "reused": 0, "discarded_stale": 0}
         self.last_hello_ok: float | None = None
         self.last_problem: str | None = "never contacted"
@@ -164,7 +170,7 @@ class AgentClient:
                 if not self._idle:
                     return None
                 conn = self._idle.pop()
-            if time.monotonic() - conn.idle_since <= POOL_IDLE_S and connection_is_quiet(conn.sock):
+            if time.monotonic() - conn.idle_since <= self.pool_idle_s and connection_is_quiet(conn.sock):
                 conn.uses += 1
                 with self._pool_lock:
                     self.pool_stats["reused"] += 1
