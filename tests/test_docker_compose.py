@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+import spec_examples  # noqa: E402  (tests/ is on sys.path)
+
 from graders.client import Connection, http_get
 from graders import oracle
 
@@ -33,27 +35,8 @@ TOKEN = "compose-test-token-" + "7f3a9c"
 ROLES = ("orchestrator", "collector", "analyzer", "reporter")
 
 # SPEC §18.1, the worked example: the frame and the reporter's payload (the task result).
-SPEC_18_1_FRAME = {
-    "v": 1, "type": "submit", "msg_id": "m-1", "task_id": "demo-1", "token": TOKEN,
-    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    "payload": {"task_type": "triage", "input": {"source": "web-1", "records": [
-        "2026-11-29T10:00:00Z ERROR payments 120 card declined",
-        "2026-11-29T10:00:01Z info payments 80 ok",
-        "2026-11-29T10:00:02Z WARNING search 1500 slow query",
-        "not a log line",
-        42,
-        "2026-11-29T10:00:03Z fatal Payments 2500 card  declined"],
-        "thresholds": {"error_permille": 100, "p95_latency_ms": 1000}}}}
-SPEC_18_1_RESULT = {
-    "source": "web-1", "status": "critical",
-    "alerts": [
-        {"service": "payments", "kind": "error_rate", "severity": "critical", "value": 666,
-         "threshold": 100},
-        {"service": "payments", "kind": "latency", "severity": "critical", "value": 2500,
-         "threshold": 1000},
-        {"service": "search", "kind": "latency", "severity": "warning", "value": 1500,
-         "threshold": 1000}],
-    "summary": "4 events from 2 services; 3 alerts; status critical"}
+SPEC_18_1_FRAME = {**spec_examples.SUBMIT_FRAME, "token": TOKEN}
+SPEC_18_1_RESULT = spec_examples.REPORT_OUT
 
 
 def _require_engine():

@@ -19,27 +19,17 @@ from pathlib import Path
 
 import pytest
 
+import spec_examples  # noqa: E402  (tests/ is on sys.path)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # refsystem.py sits next to this file
 from refsystem import (AGENTS, FAST_ENV, ROLES, ROOT, Blackhole, Client, RefSystem, ScriptedAgent, http_get,  # noqa: E402
                        manifest_command, metric_value)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-DEMO_INPUT = {"source": "web-1", "records": [
-    "2026-11-29T10:00:00Z ERROR payments 120 card declined",
-    "2026-11-29T10:00:01Z info payments 80 ok",
-    "2026-11-29T10:00:02Z WARNING search 1500 slow query",
-    "not a log line",
-    42,
-    "2026-11-29T10:00:03Z fatal Payments 2500 card  declined"],
-    "thresholds": {"error_permille": 100, "p95_latency_ms": 1000}}
-DEMO_RESULT = {
-    "source": "web-1", "status": "critical",
-    "alerts": [
-        {"service": "payments", "kind": "error_rate", "severity": "critical", "value": 666, "threshold": 100},
-        {"service": "payments", "kind": "latency", "severity": "critical", "value": 2500, "threshold": 1000},
-        {"service": "search", "kind": "latency", "severity": "warning", "value": 1500, "threshold": 1000}],
-    "summary": "4 events from 2 services; 3 alerts; status critical"}
+# SPEC §18.1, parsed from the document (tests/spec_examples.py).
+DEMO_INPUT = spec_examples.TASK_INPUT
+DEMO_RESULT = spec_examples.REPORT_OUT
 SMALL = {"source": "s1", "records": ["2026-11-29T10:00:00Z info api 5 fine"]}
 
 

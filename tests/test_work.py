@@ -14,21 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spec_examples import spec_blocks, worked_example  # noqa: E402  (tests/ is on sys.path)
 from reference_impl.work import (
     DEFAULT_THRESHOLDS, STEPS, analyze, collect, effective_thresholds, report,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = (ROOT / "challenges" / "SPEC.md").read_text(encoding="utf-8")
 SCHEMAS = {p.stem: jsonschema.Draft202012Validator(json.loads(p.read_text(encoding="utf-8")))
            for p in (ROOT / "challenges" / "schemas").glob("*.json")}
 SETTINGS = settings(max_examples=150, derandomize=True, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-def spec_blocks(start, end):
-    text = SPEC[SPEC.index(start):SPEC.index(end)]
-    return [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
 
 
 def one(record):
@@ -39,7 +34,7 @@ def one(record):
 # ---- SPEC §18.1, straight from the document ------------------------------------------------
 
 def test_spec_worked_example_end_to_end():
-    submit, collect_out, analyze_out, report_out = spec_blocks("### 18.1", "### 18.2")
+    submit, collect_out, analyze_out, report_out = worked_example()
     task_input = submit["payload"]["input"]
     c = collect({"source": task_input["source"], "records": task_input["records"]})
     assert c == collect_out
