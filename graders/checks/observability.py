@@ -66,9 +66,12 @@ def json_logs(ctx):
         ctx.note("heal", "reporter reachable again")
     refused = set()
     for role in ROLES:
+        start = log_count(ctx, role)
         _req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"}, token="not-the-token")
         if isinstance(reply, dict) and dig(reply, "error", "name") == "unauthorized":
             refused.add(role)
+            # Lines arrive through a pipe: wait (bounded) for this refusal's own line.
+            wait_for_logs(ctx, role, start, lambda r: r.get("event") == "unauthorized")
         else:
             ctx.note("note", f"{role} did not refuse a bad token, so its `unauthorized` log event "
                              "cannot be required (security.token_refused judges the refusal)")

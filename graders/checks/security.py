@@ -112,6 +112,11 @@ def no_token_leak(ctx):
     wrong = "WRONGtok-" + "".join(ctx.rng.choice("abcdef0123456789") for _ in range(24))
     for role in ROLES:
         req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"}, token=wrong)
+        if not isinstance(reply, dict) or reply.get("in_reply_to") != req["msg_id"]:
+            raise CheckFailed(f"{role}: the wrong-token probe was not answered as a reply to it, so the "
+                              "leak search would prove nothing", sent=redact(req, ctx.token),
+                              expected={"in_reply_to": req["msg_id"]}, received=redact(reply, ctx.token),
+                              hint="Every request gets one reply whose in_reply_to is its msg_id.")
         if dig(reply, "error", "name") != "unauthorized":
             ctx.note("note", f"{role} did not refuse the wrong token (security.token_refused judges that)")
         if wrong in json.dumps(reply):
