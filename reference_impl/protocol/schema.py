@@ -8,6 +8,8 @@ an error, never silently ignored, so a schema cannot say more than this code che
 
 Semantics follow JSON Schema, not Python: `true` is not an integer, `1.0` is one; `$` in a
 pattern anchors at the very end (ECMA-262), not before a trailing newline as in Python.
+Each schema is compiled once into specialised checker functions (see "compiling" below):
+validation runs on every hop of every task, and a valid message costs no path strings.
 Pure: the only I/O is reading schema files once (cached).
 """
 
@@ -127,6 +129,50 @@ def _compile_pattern(pattern: str) -> re.Pattern:
     return re.compile("".join(out))
 
 
+# ---- compiling a schema into checker functions ----------------------------------------------
+#
+# Why compiled: every message is validated (SPEC §7 step 7, and the orchestrator validates
+# every agent reply), so this runs on each hop of every task; the former recursive walk
+# built a path string for every member it visited and re-read each keyword from the schema
+# dict, ~7x slower. A schema is turned once into a tree of closures, one per schema node,
+# each specialised for the keywords that node has (no dictionary lookups of keywords, types
+# tested with `type(x) is ...`, patterns precompiled, `required` and the allowed member
+# names as frozensets). A valid instance costs one call per node it reaches and no string
+# work at all: the JSON path is only assembled when a violation is found, from segments the
+# failing checkers append on the way back up (`_Fail.segs`, innermost first).
+#
+# A checker takes the instance and returns None (valid) or a `_Fail`. A node that can never
+# fail (`{}`, annotations only) compiles to None and its parent skips it. Keyword order
+# within a node is fixed - $ref, type, const, enum, then the constraints of the instance's
+# kind (numbers: minimum, maximum; strings: minLength, maxLength, pattern; arrays: minItems,
+# maxItems, items; objects: required, additionalProperties, properties in schema order) -
+# so the violation reported is the first one a depth-first walk in that order meets.
+
+_INF = float("inf")
+# Exact Python types that certainly have a JSON type; anything else (bool is not int here,
+# integral floats, subclasses, tuples) takes the general `_is_type` path.
+_FAST_TYPES = {
+    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,),
+    "number": (int, float), "boolean": (bool,), "null": (type(None),),
+}
+_PLAIN_TYPES = (str, int, float, bool, type(None), list, dict)
+
+
+class _Fail:
+    """A violation on its way up: `segs` are path segments, innermost first."""
+
+    __slots__ = ("segs", "expected", "got")
+
+    def __init__(self, expected: str, got: str, seg: str | None = None):
+        self.segs = [] if seg is None else [seg]
+        self.expected = expected
+        self.got = got
+
+
+def _key_segment(key: str) -> str:
+    return join_key("", key)
+
+
 def _type_phrase(schema: dict) -> str:
     t = schema.get("type")
     if isinstance(t, str):
@@ -134,66 +180,283 @@ def _type_phrase(schema: dict) -> str:
     return "number"
 
 
-def _check(instance: Any, schema: dict, path: str, root: dict) -> Violation | None:
-    """First violation of `instance` against `schema` (depth-first, keyword order fixed)."""
-    if "$ref" in schema:
-        found = _check(instance, resolve_ref(root, schema["$ref"]), path, root)
-        if found:
-            return found
+def _gate(schema: dict):
+    """(fast exact-type set, type names, expected phrase) for `type`, or None without it."""
+    if "type" not in schema:
+        return None
+    types = schema["type"]
+    types = (types,) if isinstance(types, str) else tuple(types)
+    fast = frozenset(t for name in types for t in _FAST_TYPES[name])
+    return fast, types, " or ".join(types)
 
-    if "type" in schema:
-        types = schema["type"]
-        types = [types] if isinstance(types, str) else list(types)
-        if not any(_is_type(instance, t) for t in types):
-            return Violation(path, " or ".join(types), json_type(instance))
 
-    if "const" in schema and not json_equal(instance, schema["const"]):
-        return Violation(path, f"exactly {_short(schema['const'])}", _short(instance))
-    if "enum" in schema and not any(json_equal(instance, e) for e in schema["enum"]):
-        return Violation(path, f"one of {json.dumps(schema['enum'])}", _short(instance))
+def _value_hook(schema: dict):
+    """The `const` and `enum` checks of a node (in that order), or None."""
+    has_const, has_enum = "const" in schema, "enum" in schema
+    if not has_const and not has_enum:
+        return None
+    const = schema.get("const")
+    const_expected = f"exactly {_short(const)}" if has_const else ""
+    enum = list(schema.get("enum", ()))
+    enum_expected = f"one of {json.dumps(schema['enum'])}" if has_enum else ""
+    # Membership by hashing is exact JSON equality for plain strings and for finite
+    # numbers against plain numeric members (1 == 1.0, hash(1) == hash(1.0)); a bool
+    # member never equals a number in JSON, so only int/float members join `nums`.
+    plain = all(type(e) in _PLAIN_TYPES for e in enum)
+    strs = frozenset(e for e in enum if type(e) is str) if plain else None
+    nums = frozenset(e for e in enum if type(e) is int or type(e) is float) if plain else None
 
-    kind = json_type(instance)
-    if kind in ("integer", "number"):
-        if "minimum" in schema and instance < schema["minimum"]:
-            return Violation(path, f"{_type_phrase(schema)} >= {schema['minimum']}", _short(instance))
-        if "maximum" in schema and instance > schema["maximum"]:
-            return Violation(path, f"{_type_phrase(schema)} <= {schema['maximum']}", _short(instance))
-    elif kind == "string":
-        if "minLength" in schema and len(instance) < schema["minLength"]:
-            return Violation(path, f"string of at least {schema['minLength']} characters", f"{len(instance)} characters")
-        if "maxLength" in schema and len(instance) > schema["maxLength"]:
-            return Violation(path, f"string of at most {schema['maxLength']} characters", f"{len(instance)} characters")
-        if "pattern" in schema and not _compile_pattern(schema["pattern"]).search(instance):
-            return Violation(path, f"string matching {schema['pattern']}", _short(instance))
-    elif kind == "array":
-        if "minItems" in schema and len(instance) < schema["minItems"]:
-            return Violation(path, f"array of at least {schema['minItems']} items", f"{len(instance)} items")
-        if "maxItems" in schema and len(instance) > schema["maxItems"]:
-            return Violation(path, f"array of at most {schema['maxItems']} items", f"{len(instance)} items")
-        if "items" in schema:
-            item_schema = schema["items"]
-            if item_schema is False and instance:
-                return Violation(join_index(path, 0), "no items", _short(instance[0]))
-            if isinstance(item_schema, dict) and item_schema:
-                for index, item in enumerate(instance):
-                    found = _check(item, item_schema, join_index(path, index), root)
-                    if found:
-                        return found
-    elif kind == "object":
-        for name in schema.get("required", ()):
-            if name not in instance:
-                return Violation(join_key(path, name), "required", "missing")
-        props = schema.get("properties", {})
-        if schema.get("additionalProperties", True) is False:
-            for key in instance:
-                if key not in props:
-                    return Violation(join_key(path, key), "no additional properties", "unexpected member")
-        for name, sub in props.items():
-            if name in instance:
-                found = _check(instance[name], sub, join_key(path, name), root)
-                if found:
+    def enum_ok(x):
+        t = type(x)
+        if strs is not None:
+            if t is str:
+                return x in strs
+            if t is int or (t is float and x == x):
+                return x in nums
+        return any(json_equal(x, e) for e in enum)
+
+    def check(x):
+        if has_const and not json_equal(x, const):
+            return _Fail(const_expected, _short(x))
+        if has_enum and not enum_ok(x):
+            return _Fail(enum_expected, _short(x))
+        return None
+
+    return check
+
+
+class _Compiler:
+    """Compiles the nodes of one root schema; `$ref` targets are compiled once and shared."""
+
+    def __init__(self, root: dict):
+        self.root = root
+        self.done: dict[int, Any] = {}
+        self.boxes: dict[int, list] = {}
+
+    def ref(self, ref: str):
+        target = resolve_ref(self.root, ref)
+        key = id(target)
+        if key in self.done:
+            return self.done[key]
+        if key in self.boxes:  # a recursive reference: resolved when its compile finishes
+            box = self.boxes[key]
+            return lambda x: box[0](x) if box[0] is not None else None
+        box = self.boxes[key] = [None]
+        checker = box[0] = self.node(target)
+        self.done[key] = checker
+        return checker
+
+    def node(self, schema: dict):
+        """The checker for one schema node (None when it accepts everything)."""
+        ref = self.ref(schema["$ref"]) if "$ref" in schema else None
+        gate = _gate(schema)
+        hook = _value_hook(schema)
+        own = {k for k in schema if k in ASSERTION_KEYWORDS} - {"$ref"}
+        if not own:
+            return ref
+        if ref is None and gate is not None and len(gate[1]) == 1:
+            kind = gate[1][0]
+            builder = _KIND_BUILDERS.get(kind)
+            if builder is None:  # boolean, null: nothing beyond type, const, enum
+                return _scalar_node(gate, hook)
+            return builder(self, schema, gate, hook, kind)
+        return self.general(schema, ref, gate, hook)
+
+    def general(self, schema: dict, ref, gate, hook):
+        """A node with `$ref` beside other keywords, several types, or no type."""
+        phrase = _type_phrase(schema)
+        numeric = _number_node(self, schema, None, None, phrase)
+        by_kind = {
+            "integer": numeric, "number": numeric,
+            "string": _string_node(self, schema, None, None, "string"),
+            "array": _array_node(self, schema, None, None, "array"),
+            "object": _object_node(self, schema, None, None, "object"),
+        }
+        by_kind = {k: v for k, v in by_kind.items() if v is not None}
+        fast, types, type_expected = gate if gate is not None else (None, (), "")
+
+        def check(x):
+            if ref is not None:
+                found = ref(x)
+                if found is not None:
                     return found
-    return None
+            if fast is not None and type(x) not in fast and not any(_is_type(x, t) for t in types):
+                return _Fail(type_expected, json_type(x))
+            if hook is not None:
+                found = hook(x)
+                if found is not None:
+                    return found
+            constraints = by_kind.get(json_type(x))
+            return constraints(x) if constraints is not None else None
+
+        return check
+
+
+def _scalar_node(gate, hook):
+    fast, types, type_expected = gate
+    kind = types[0]
+
+    def check(x):
+        if type(x) not in fast and not _is_type(x, kind):
+            return _Fail(type_expected, json_type(x))
+        return hook(x) if hook is not None else None
+
+    return check
+
+
+# The kind builders below make a single-type node (type gate and value hook inline) when
+# given `gate`, or the kind's constraints alone (gate and hook None) for `general`, which
+# has checked the rest already. Without constraints of their kind, constraints-only is None.
+
+def _number_node(comp, schema, gate, hook, phrase):
+    has_min, has_max = "minimum" in schema, "maximum" in schema
+    if gate is None and not (has_min or has_max):
+        return None
+    lo = schema["minimum"] if has_min else -_INF
+    hi = schema["maximum"] if has_max else _INF
+    lo_expected = f"{phrase} >= {schema.get('minimum')}"
+    hi_expected = f"{phrase} <= {schema.get('maximum')}"
+    fast, kind, type_expected = (gate[0], gate[1][0], gate[2]) if gate else (None, None, None)
+
+    def check(x):
+        if fast is not None:
+            if type(x) not in fast and not _is_type(x, kind):
+                return _Fail(type_expected, json_type(x))
+            if hook is not None:
+                found = hook(x)
+                if found is not None:
+                    return found
+        if x < lo:
+            return _Fail(lo_expected, _short(x))
+        if x > hi:
+            return _Fail(hi_expected, _short(x))
+        return None
+
+    return check
+
+
+def _string_node(comp, schema, gate, hook, kind):
+    has_min, has_max = "minLength" in schema, "maxLength" in schema
+    pattern = schema.get("pattern")
+    if gate is None and not (has_min or has_max or pattern is not None):
+        return None
+    lo = schema["minLength"] if has_min else 0
+    hi = schema["maxLength"] if has_max else _INF
+    lo_expected = f"string of at least {schema.get('minLength')} characters"
+    hi_expected = f"string of at most {schema.get('maxLength')} characters"
+    search = _compile_pattern(pattern).search if pattern is not None else None
+    pattern_expected = f"string matching {pattern}"
+    fast, type_expected = (gate[0], gate[2]) if gate else (None, None)
+
+    def check(x):
+        if fast is not None:
+            if type(x) not in fast and not _is_type(x, kind):
+                return _Fail(type_expected, json_type(x))
+            if hook is not None:
+                found = hook(x)
+                if found is not None:
+                    return found
+        n = len(x)
+        if n < lo:
+            return _Fail(lo_expected, f"{n} characters")
+        if n > hi:
+            return _Fail(hi_expected, f"{n} characters")
+        if search is not None and search(x) is None:
+            return _Fail(pattern_expected, _short(x))
+        return None
+
+    return check
+
+
+def _array_node(comp, schema, gate, hook, kind):
+    has_min, has_max = "minItems" in schema, "maxItems" in schema
+    items = schema.get("items", True)
+    no_items = items is False
+    item = comp.node(items) if isinstance(items, dict) and items else None
+    if gate is None and not (has_min or has_max or no_items or item is not None):
+        return None
+    lo = schema["minItems"] if has_min else 0
+    hi = schema["maxItems"] if has_max else _INF
+    lo_expected = f"array of at least {schema.get('minItems')} items"
+    hi_expected = f"array of at most {schema.get('maxItems')} items"
+    fast, type_expected = (gate[0], gate[2]) if gate else (None, None)
+
+    def check(x):
+        if fast is not None:
+            if type(x) not in fast and not _is_type(x, kind):
+                return _Fail(type_expected, json_type(x))
+            if hook is not None:
+                found = hook(x)
+                if found is not None:
+                    return found
+        n = len(x)
+        if n < lo:
+            return _Fail(lo_expected, f"{n} items")
+        if n > hi:
+            return _Fail(hi_expected, f"{n} items")
+        if no_items and n:
+            return _Fail("no items", _short(x[0]), "[0]")
+        if item is not None:
+            for index, value in enumerate(x):
+                found = item(value)
+                if found is not None:
+                    found.segs.append(f"[{index}]")
+                    return found
+        return None
+
+    return check
+
+
+def _object_node(comp, schema, gate, hook, kind):
+    required = list(schema.get("required", ()))
+    props = schema.get("properties", {})
+    closed = schema.get("additionalProperties", True) is False
+    members = [(name, _key_segment(name), comp.node(sub)) for name, sub in props.items()]
+    members = [m for m in members if m[2] is not None]
+    if gate is None and not (required or closed or members):
+        return None
+    required_all = frozenset(required)
+    required_list = [(name, _key_segment(name)) for name in required]
+    allowed = frozenset(props)
+    fast, type_expected = (gate[0], gate[2]) if gate else (None, None)
+
+    def check(x):
+        if fast is not None:
+            if type(x) not in fast and not _is_type(x, kind):
+                return _Fail(type_expected, json_type(x))
+            if hook is not None:
+                found = hook(x)
+                if found is not None:
+                    return found
+        if required_list and not x.keys() >= required_all:
+            for name, seg in required_list:
+                if name not in x:
+                    return _Fail("required", "missing", seg)
+        if closed and not allowed.issuperset(x):
+            for key in x:
+                if key not in allowed:
+                    return _Fail("no additional properties", "unexpected member", _key_segment(key))
+        for name, seg, sub in members:
+            if name in x:
+                found = sub(x[name])
+                if found is not None:
+                    found.segs.append(seg)
+                    return found
+        return None
+
+    return check
+
+
+_KIND_BUILDERS = {
+    "integer": _number_node, "number": _number_node, "string": _string_node,
+    "array": _array_node, "object": _object_node,
+}
+
+
+def compile_schema(root: dict):
+    """The checker for a (subset-checked) root schema: instance -> _Fail | None."""
+    checker = _Compiler(root).node(root)
+    return checker if checker is not None else (lambda x: None)
 
 
 def resolve_ref(root: dict, ref: str) -> dict:
@@ -253,19 +516,37 @@ def schema_names() -> list[str]:
     return sorted(p.stem for p in SCHEMA_DIR.glob("*.json"))
 
 
+@functools.lru_cache(maxsize=None)
+def _checker(name: str):
+    """The compiled checker of a named schema (compiled on first use, then shared)."""
+    return compile_schema(_load(name))
+
+
+def _violation(found: _Fail, path: str) -> Violation:
+    segs = found.segs
+    segs.reverse()
+    return Violation(path + "".join(segs), found.expected, found.got)
+
+
 def find_violation(instance: Any, schema: str | dict, path: str = "$") -> Violation | None:
-    """The first violation, or None. `schema` is a schema name or a (subset) schema dict."""
+    """The first violation, or None. `schema` is a schema name or a (subset) schema dict.
+
+    A dict is subset-checked and compiled on every call (dicts are mutable, so a compiled
+    form cannot be cached safely); hot paths pass a name, compiled once per process.
+    """
     if isinstance(schema, str):
-        root = _load(schema)
+        checker = _checker(schema)
     else:
-        root = schema
-        check_subset(root)
-    return _check(instance, root, path, root)
+        check_subset(schema)
+        checker = compile_schema(schema)
+    found = checker(instance)
+    return None if found is None else _violation(found, path)
 
 
 def validate(instance: Any, schema_name: str, path: str = "$") -> None:
     """Raise ProtocolError('schema_violation', path=, expected=, got=) on the first violation."""
-    found = find_violation(instance, schema_name, path)
-    if found:
-        raise ProtocolError("schema_violation", found.message, path=found.path,
-                            expected=found.expected, got=found.got)
+    found = _checker(schema_name)(instance)
+    if found is not None:
+        v = _violation(found, path)
+        raise ProtocolError("schema_violation", v.message, path=v.path,
+                            expected=v.expected, got=v.got)
