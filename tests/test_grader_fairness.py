@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 
 from graders.checks import common, connections
-from graders.checks.fake_agent import WorkResetter
 from graders.checks.security import judge_reply
 from graders.faults import hostile
 from graders.faults.proxy import ProxyEvent
+from graders.faults.relay import WorkResetter
 from graders.harness import GradeEnv, Progress, Verdict, _note_strays
 
 TOKEN = "fairness-token"

@@ -1,5 +1,5 @@
 """Topology wiring (fake services, then the reference), and the fault catalogues
-(auth, drift, hostile, memory, drifted agent) checked against the reference."""
+(auth, drift, hostile, memory, fake agent in drifted modes) checked against the reference."""
 from __future__ import annotations
 
 import json
@@ -14,6 +14,7 @@ from graders import oracle
 from graders.client import Connection, make_request
 from graders.drivers.process import ProcessDriver
 from graders.faults import auth, drift, hostile, memory
+from graders.faults.fake_agent import FakeAgent
 from graders.faults.proxy import DropReply, Partition
 from graders.manifest import load_manifest
 from graders.topology import FAST_SETTINGS, Topology
@@ -159,7 +160,7 @@ def test_reference_drift_cases(ref):
 @needs_reference
 @pytest.mark.parametrize("mode", ["renamed_field", "wrong_type", "v2_only"])
 def test_reference_drifted_agent_rejected(ref, mode):
-    agent = drift.DriftedAgent("analyzer", mode, TOKEN).start()
+    agent = FakeAgent("analyzer", mode, token=TOKEN)
     proxy = ref.agent_proxy["analyzer"]
     original = proxy.upstream
     proxy.set_upstream(*agent.address)

@@ -11,9 +11,10 @@ import time
 from graders import oracle
 from graders.checks.common import (as_list, dig, expect_error, expect_ok, first_difference, http,
                                    poll_status, redact, submit)
-from graders.checks.fake_agent import WorkResetter, fake_upstream
+from graders.checks.fake_agent import fake_upstream, relayed_upstream
 from graders.checks.registry import CheckFailed, check
 from graders.faults.proxy import Timeout
+from graders.faults.relay import WorkResetter
 
 
 def _settings(ctx) -> dict:
@@ -82,20 +83,9 @@ def transient_recovery(ctx):
     the spacing of the retries is orchestration.retry_backoff's subject, not this one's."""
     task_input = oracle.generate_input(ctx.rng, 15)
     tid = ctx.task_id("transient")
-    topo = ctx.topo
-    proxy = topo.agent_proxy["analyzer"]
-    real = topo.deployment.endpoint("analyzer")
-    relay = WorkResetter((real.host, real.port), "analyze", tid, resets=2)
-    proxy.set_upstream(*relay.address)
-    proxy.close_connections()
-    ctx.note("fault", "analyzer: the first two analyze requests for the task are reset")
-    try:
+    with relayed_upstream(ctx, "analyzer", WorkResetter, "analyze", tid, 2,
+                          what="the first two analyze requests for the task are reset") as relay:
         req, reply = submit(ctx, tid, task_input)
-    finally:
-        proxy.set_upstream(real.host, real.port)
-        proxy.close_connections()
-        relay.close()
-        ctx.note("heal", "analyzer reached directly again")
     ctx.note("reaction", f"{len(relay.reset_times)} analyze requests reset, {len(relay.forwarded)} forwarded")
     if len(relay.reset_times) < 2:
         raise CheckFailed("the orchestrator did not retry analyze after a reset",

@@ -15,8 +15,9 @@ from graders.checks.common import (as_dict, executed_again, expect_error, expect
                                    first_difference, metric_delta, optional_metric, read_record,
                                    redact, send, submit)
 from graders.checks.registry import CheckFailed, check
-from graders.checks.fake_agent import ReplyDropper
+from graders.checks.fake_agent import relayed_upstream
 from graders.faults.proxy import Latency
+from graders.faults.relay import ReplyDropper
 
 
 @check(id="idempotency.replay_conflict", title="same task_id replays; different payload conflicts",
@@ -117,25 +118,15 @@ def agent_replay(ctx):
     """The first collect reply for the task is lost on the way back (the connection is
     closed instead); the orchestrator retries; the collector must answer the retry from memory (replay:true)
     so that steps_executed_total{step=collect} grows by exactly one."""
-    topo = ctx.topo
-    proxy = topo.agent_proxy["collector"]
-    real = topo.deployment.endpoint("collector")
+    proxy = ctx.topo.agent_proxy["collector"]
     task_input = oracle.generate_input(ctx.rng, 12)
     tid = ctx.task_id("drop")
     executed0 = optional_metric(ctx, "collector", "faultdrill_steps_executed_total", step="collect")
     replayed0 = optional_metric(ctx, "collector", "faultdrill_steps_replayed_total", step="collect")
     n_events = len(proxy.events)
-    dropper = ReplyDropper((real.host, real.port), "collect_ok", tid)
-    proxy.set_upstream(*dropper.address)
-    proxy.close_connections()
-    ctx.note("fault", "collector: the first collect reply for the task is lost and the connection closed")
-    try:
+    with relayed_upstream(ctx, "collector", ReplyDropper, "collect_ok", tid,
+                          what="the first collect reply for the task is lost and the connection closed") as dropper:
         req, reply = submit(ctx, tid, task_input)
-    finally:
-        proxy.set_upstream(real.host, real.port)
-        proxy.close_connections()
-        dropper.close()
-        ctx.note("heal", "collector reached directly again")
     if dropper.dropped is None:
         raise CheckFailed("no collect reply for the task passed through the collector address",
                           expected="collect sent to FD_COLLECTOR_ADDR", received=redact(reply, ctx.token))
