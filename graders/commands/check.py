@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
     add_common(parser)
     parser.add_argument("--challenge", choices=CHALLENGES, default=None,
                         help="only the checks of one challenge")
+    parser.add_argument("--full", action="store_true",
+                        help="print sent/expected/received whole (default: first 600 characters)")
 
 
 def run(args) -> int:
@@ -45,7 +47,8 @@ def run(args) -> int:
             return
         for label, value in (("sent", v.sent), ("expected", v.expected), ("received", v.received)):
             if value is not None:
-                progress.say(tag, f"{label}: {show(value, 1500)}")
+                # Short by default so a failure reads at a glance; --full for the rest.
+                progress.say(tag, f"{label}: {show(value, 10**9 if args.full else 600)}")
         if v.hint:
             progress.say(tag, f"Hint: {v.hint}")
 
