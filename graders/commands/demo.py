@@ -39,8 +39,8 @@ def add_arguments(parser):
 class Narrator:
     """Numbered, plain-language lines; `ok`/`bad` say whether the system did the right thing."""
 
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stdout
         self.step = 0
         self.problems: list[str] = []
 
