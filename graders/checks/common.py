@@ -189,6 +189,20 @@ def http(ctx, role: str, path: str, timeout=3.0):
     return http_get(ep.host, ep.http_port, path, timeout=timeout)
 
 
+def wait_unready_naming(ctx, agent: str, *, timeout: float = 4.0, keep: int = 500):
+    """Poll the orchestrator's /readyz until it answers 503 naming `agent` (SPEC §13).
+    Returns None when it did, else the last (status, body) seen, for the evidence."""
+    last = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _h, body = http(ctx, "orchestrator", "/readyz")
+        last = (status, body[:keep].decode("utf-8", "replace"))
+        if status == 503 and agent.encode() in body:
+            return None
+        time.sleep(0.2)
+    return last
+
+
 def metrics(ctx, role: str) -> dict:
     status, headers, body = http(ctx, role, "/metrics")
     if status != 200:

@@ -10,7 +10,7 @@ import time
 
 from graders import oracle
 from graders.checks.common import (as_dict, as_list, dig, expect_error, expect_ok, http, redact,
-                                   send, submit)
+                                   send, submit, wait_unready_naming)
 from graders.checks.fake_agent import fake_upstream
 from graders.checks.registry import CheckFailed, check
 from graders.client import make_request
@@ -173,14 +173,7 @@ def agent_version_only(ctx):
         if work:
             raise CheckFailed("no work may be sent to an agent without a common version",
                               expected="only hello", received=[r.get("type") for r in work])
-        deadline = time.monotonic() + 4.0
-        last = None
-        while time.monotonic() < deadline:
-            status, _h, body = http(ctx, "orchestrator", "/readyz")
-            last = (status, body[:500].decode("utf-8", "replace"))
-            if status == 503 and b"collector" in body:
-                break
-            time.sleep(0.2)
-        else:
+        last = wait_unready_naming(ctx, "collector")
+        if last is not None:
             raise CheckFailed("/readyz must answer 503 naming the collector", expected="503 ... collector",
                               received=last)

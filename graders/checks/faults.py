@@ -10,7 +10,7 @@ import time
 
 from graders import oracle
 from graders.checks.common import (as_list, dig, expect_error, expect_ok, first_difference, http,
-                                   poll_status, redact, submit)
+                                   poll_status, redact, submit, wait_unready_naming)
 from graders.checks.fake_agent import fake_upstream, relayed_upstream
 from graders.checks.registry import CheckFailed, check
 from graders.faults.proxy import Timeout
@@ -209,15 +209,8 @@ def readyz_agent_down(ctx):
     dep.kill("reporter")
     dep.wait("reporter", 5.0)
     ctx.note("fault", "reporter SIGKILLed")
-    last = None
-    deadline = time.monotonic() + 4.0
-    while time.monotonic() < deadline:
-        status, _h, body = http(ctx, "orchestrator", "/readyz")
-        last = (status, body[:300].decode("utf-8", "replace"))
-        if status == 503 and b"reporter" in body:
-            break
-        time.sleep(0.2)
-    else:
+    last = wait_unready_naming(ctx, "reporter", keep=300)
+    if last is not None:
         raise CheckFailed("/readyz must answer 503 naming the dead reporter (within 4 s)",
                           expected='503 {"status":"not_ready","reasons":[..."reporter"...]}', received=last)
     status, _h, _b = http(ctx, "orchestrator", "/livez")
