@@ -10,24 +10,130 @@ the real pipeline. The benchmark drives it with the same client count and inputs
 reference, in the same run, and reports reference / ceiling.
 
 `--fresh` makes the relay-orchestrator open a new connection to each agent for every
-task (as the reference does for every attempt) instead of keeping one per agent per
-client connection; the difference isolates the cost of connection set-up.
+task instead of keeping one per agent per client connection; the difference isolates the
+cost of connection set-up.
+
+`--durable DIR` adds exactly the durable writes SPEC §11 makes every implementation do,
+and nothing else: each agent stores one record per request, the orchestrator one when a
+task is accepted and one when it finishes (§11.1), each written as §11.2 prescribes
+(temporary file in the same directory, write, fsync, rename over
+`records/<task_id>.json`, directory fsync shared by concurrent writers) and pruned to the
+newest 1,000 (§11.3, the default `FD_MEMORY_RETENTION`). `--recycle` adds the
+reference store's inode recycling (spares, exchange on replace); see
+`reference_impl/memory/store.py`. Together they bound what any implementation of the
+contract can do on this machine's disk with either write path.
 
 Usage (one process per service):
-  relay.py agent HOST PORT STEP
-  relay.py orch HOST PORT AGENT_HOST:PORT,AGENT_HOST:PORT,AGENT_HOST:PORT [--fresh]
+  relay.py agent HOST PORT STEP [--durable DIR [--recycle]]
+  relay.py orch HOST PORT AGENT_HOST:PORT,AGENT_HOST:PORT,AGENT_HOST:PORT [--fresh] [--durable DIR [--recycle]]
 Standard library only; every socket has a timeout.
 """
 from __future__ import annotations
 
+import collections
 import json
+import os
 import socket
 import socketserver
 import sys
+import threading
 
 IO_TIMEOUT_S = 30.0
 MAX_LINE = 8 * 1024 * 1024
 STEPS = ("collect", "analyze", "report")
+RETENTION = 1000
+
+
+try:
+    import ctypes
+    _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+except (ImportError, OSError, AttributeError):
+    _renameat2 = None
+
+
+class DurableRecords:
+    """SPEC §11.2's write path, bare: one file per task under `records/`, atomic and
+    fsynced, the directory fsync shared by concurrent writers, retention by age.
+
+    `recycle` reuses inodes the way the reference's store does (pruned records and
+    replaced versions become truncated spare temp files; a replacement is an atomic
+    exchange), so that the relay stays a ceiling for the reference's write path too."""
+
+    SPARES_MAX = 64
+
+    def __init__(self, directory: str, retention: int = RETENTION, recycle: bool = False):
+        self.dir = os.path.join(directory, "records")
+        os.makedirs(self.dir, exist_ok=True)
+        self.retention = retention
+        self.recycle = recycle and _renameat2 is not None
+        self._lock = threading.Lock()
+        self._dir_sync_lock = threading.Lock()
+        self._order: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._spares: list[str] = []
+        self._renames = 0
+        self._synced = 0
+        self._temp = 0
+
+    def _temp_name(self, task_id: str) -> str:
+        with self._lock:
+            self._temp += 1
+            return os.path.join(self.dir, f".{task_id}.{self._temp}.tmp")
+
+    def put(self, task_id: str, data: bytes) -> None:
+        with self._lock:
+            spare = self._spares.pop() if self._spares else None
+            replacing = task_id in self._order
+        if spare is not None:
+            temp, fd = spare, os.open(spare, os.O_WRONLY | os.O_TRUNC)
+        else:
+            temp = self._temp_name(task_id)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        target = os.path.join(self.dir, f"{task_id}.json")
+        if self.recycle and replacing and _renameat2(-100, temp.encode(), -100, target.encode(), 2) == 0:
+            with self._lock:
+                self._spares.append(temp)
+        else:
+            os.replace(temp, target)
+        with self._lock:
+            self._renames += 1
+            generation = self._renames
+            self._order[task_id] = None
+            self._order.move_to_end(task_id)
+            doomed = []
+            while len(self._order) > self.retention:
+                doomed.append(self._order.popitem(last=False)[0])
+        for old in doomed:
+            path = os.path.join(self.dir, f"{old}.json")
+            with self._lock:
+                keep = self.recycle and len(self._spares) < self.SPARES_MAX
+            if keep:
+                spare = self._temp_name(old)
+                os.rename(path, spare)
+                os.truncate(spare, 0)
+                with self._lock:
+                    self._spares.append(spare)
+            else:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        with self._dir_sync_lock:
+            if self._synced >= generation:
+                return
+            with self._lock:
+                upto = self._renames
+            dfd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            self._synced = upto
 
 
 def encode(obj: dict) -> bytes:
@@ -60,6 +166,7 @@ class _LineConn:
 class AgentHandler(socketserver.StreamRequestHandler):
     """Reply `<type>_ok` with the request's payload, frame by frame."""
     timeout = IO_TIMEOUT_S
+    records: DurableRecords | None = None
 
     def handle(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -75,6 +182,10 @@ class AgentHandler(socketserver.StreamRequestHandler):
             frame = json.loads(line)
             reply = {"v": 1, "type": f"{frame.get('type')}_ok", "in_reply_to": frame.get("msg_id"),
                      "task_id": frame.get("task_id"), "replay": False, "payload": frame.get("payload")}
+            if self.records is not None:
+                self.records.put(str(frame.get("task_id")),
+                                 encode({"task_id": frame.get("task_id"), "input": frame.get("payload"),
+                                         "output": reply["payload"]}))
             self.wfile.write(encode(reply))
 
 
@@ -83,6 +194,7 @@ class OrchHandler(socketserver.StreamRequestHandler):
     timeout = IO_TIMEOUT_S
     agents: list[tuple[str, int]] = []
     fresh = False
+    records: DurableRecords | None = None
 
     def handle(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -101,6 +213,10 @@ class OrchHandler(socketserver.StreamRequestHandler):
                 frame = json.loads(line)
                 task_id = frame.get("task_id")
                 payload = (frame.get("payload") or {}).get("input")
+                if self.records is not None:
+                    self.records.put(str(task_id), encode({"task_id": task_id, "status": "queued",
+                                                           "input": payload}))
+                task_input = payload
                 for i, step in enumerate(STEPS):
                     n += 1
                     if i not in conns:
@@ -114,6 +230,9 @@ class OrchHandler(socketserver.StreamRequestHandler):
                        "task_id": task_id, "replay": False,
                        "payload": {"task_id": task_id, "status": "succeeded", "result": payload,
                                    "steps": []}}
+                if self.records is not None:
+                    self.records.put(str(task_id), encode({"task_id": task_id, "status": "succeeded",
+                                                           "input": task_input, "result": payload}))
                 self.wfile.write(encode(out))
         finally:
             for c in conns.values():
@@ -131,8 +250,11 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     kind, host, port = argv[1], argv[2], int(argv[3])
+    records = None
+    if "--durable" in argv:
+        records = DurableRecords(argv[argv.index("--durable") + 1], recycle="--recycle" in argv)
     if kind == "agent":
-        handler = AgentHandler
+        handler = type("Agent", (AgentHandler,), {"records": records})
     else:
         agents = []
         for item in argv[4].split(","):
@@ -141,7 +263,8 @@ def main(argv: list[str]) -> int:
         if len(agents) != len(STEPS):
             print("orch needs exactly three agent addresses", file=sys.stderr)
             return 2
-        handler = type("Orch", (OrchHandler,), {"agents": agents, "fresh": "--fresh" in argv})
+        handler = type("Orch", (OrchHandler,), {"agents": agents, "fresh": "--fresh" in argv,
+                                                "records": records})
     with _Server((host, port), handler) as server:
         print("ready", flush=True)
         server.serve_forever(poll_interval=0.5)

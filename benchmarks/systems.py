@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,19 +84,30 @@ def wait_port(host: str, port: int, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def relay(*, fresh: bool = False, timeout: float = 10.0):
+def relay(*, fresh: bool = False, durable: bool = False, recycle: bool = False,
+          timeout: float = 10.0):
     """The transport-ceiling relay: three agent processes and one orchestrator process.
-    Yields the (host, port) clients connect to."""
+    `durable`: each writes SPEC §11's records under its own temporary directory on the
+    same disk as the reference's memory (removed on exit). Yields the (host, port)
+    clients connect to."""
     ports = allocate_ports(4, HOST)
     procs: list[subprocess.Popen] = []
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1"}
+    stack = contextlib.ExitStack()
+
+    def durable_args(role: str) -> list[str]:
+        if not durable:
+            return []
+        return ["--durable", stack.enter_context(tempfile.TemporaryDirectory(prefix=f"fd-relay-{role}-")),
+                *(["--recycle"] if recycle else [])]
     try:
         for port, step in zip(ports[:3], ("collect", "analyze", "report")):
-            procs.append(subprocess.Popen([sys.executable, str(RELAY), "agent", HOST, str(port), step],
+            procs.append(subprocess.Popen([sys.executable, str(RELAY), "agent", HOST, str(port), step,
+                                           *durable_args(step)],
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           env=env, start_new_session=True))
         agents = ",".join(f"{HOST}:{p}" for p in ports[:3])
-        argv = [sys.executable, str(RELAY), "orch", HOST, str(ports[3]), agents]
+        argv = [sys.executable, str(RELAY), "orch", HOST, str(ports[3]), agents, *durable_args("orch")]
         if fresh:
             argv.append("--fresh")
         procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -112,6 +124,7 @@ def relay(*, fresh: bool = False, timeout: float = 10.0):
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 print(f"benchmarks: relay pid {p.pid} did not exit", file=sys.stderr)
+        stack.close()
 
 
 def rss_kb(pid: int | None) -> int | None:

@@ -56,7 +56,7 @@ timeout 300 chroot "${ROOT}" apt-get clean
 rm -rf "${ROOT}"/var/lib/apt/lists/* "${ROOT}"/var/cache/apt/*.bin "${ROOT}"/tmp/* \
        "${ROOT}"/usr/share/doc/* "${ROOT}"/usr/share/man/* "${ROOT}"/usr/share/locale/*
 # Fail here, not in a container later, if the stdlib the reference needs is incomplete.
-chroot "${ROOT}" python3 -c 'import json, logging, urllib.request, http.server, ssl, hmac, tomllib'
+chroot "${ROOT}" python3 -c 'import json, logging, urllib.request, http.server, ssl, hmac, tomllib, ctypes'
 
 log "importing as ${IMAGE}"
 tar -C "${ROOT}" -c . | timeout 600 docker import \

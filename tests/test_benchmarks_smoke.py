@@ -13,7 +13,7 @@ import math
 import pytest
 
 from benchmarks import run as bench
-from benchmarks.relay import encode
+from benchmarks.relay import DurableRecords, encode
 from benchmarks.stats import format_table, latency_summary, percentile, ratio
 
 SEED = 424242
@@ -57,6 +57,9 @@ def test_pipeline_sane(tiny):
     assert p["tasks"] > 0 and p["wrong_results"] == 0 and p["transport_errors"] == 0
     assert _finite(p["tasks_per_s"]) and _finite(p["ceiling_tasks_per_s"]) and p["ceiling_tasks_per_s"] > 0
     assert p["ratio"] == pytest.approx(p["tasks_per_s"] / p["ceiling_tasks_per_s"], abs=0.002)
+    plain, recycled = p["durable_plain_relay_tasks_per_s"], p["durable_recycling_relay_tasks_per_s"]
+    assert plain > 0 and recycled > 0 and p["durable_ceiling_tasks_per_s"] == max(plain, recycled)
+    assert p["ratio_vs_durable_ceiling"] == pytest.approx(p["tasks_per_s"] / max(plain, recycled), abs=0.002)
     assert 0 < p["p50_ms"] <= p["p99_ms"]
     assert set(p["cpu_ms_per_task"]) == {"orchestrator", "collector", "analyzer", "reporter"}
 
@@ -67,7 +70,21 @@ def test_memory_sane(tiny):
     assert m["write_ratio_10k_vs_100"] == pytest.approx(m["write_ms_10k"] / m["write_ms_100"], rel=0.01)
     assert m["loaded_records"] == m["settings"]["records_big"]
     assert m["record_files_after_4x_retention"] == m["settings"]["retention_check"]
+    assert 0 <= m["spare_files_after_4x_retention"] <= 64
     assert m["disk_growth_ratio"] < 1.5      # pruning keeps the disk bounded
+
+
+@pytest.mark.parametrize("recycle", [False, True])
+def test_durable_relay_writes_what_spec_11_asks_and_prunes(tmp_path, recycle):
+    records = DurableRecords(str(tmp_path), retention=3, recycle=recycle)
+    for i in range(6):
+        records.put(f"t{i}", encode({"n": i}))
+        records.put(f"t{i}", encode({"n": i, "done": True}))   # the orchestrator's second write
+    names = sorted(p.name for p in (tmp_path / "records").iterdir() if not p.name.startswith("."))
+    assert names == ["t3.json", "t4.json", "t5.json"]
+    assert json.loads((tmp_path / "records" / "t5.json").read_text()) == {"n": 5, "done": True}
+    spares = [p for p in (tmp_path / "records").iterdir() if p.name.startswith(".")]
+    assert len(spares) <= DurableRecords.SPARES_MAX and (spares == [] or recycle)
 
 
 def test_overload_sane(tiny):
@@ -78,6 +95,11 @@ def test_overload_sane(tiny):
     assert o["rss_peak_mb"] > 0 and o["rss_growth_mb"] is not None
     if o["rejected_busy"]:
         assert o["busy_p50_ms"] <= o["busy_p99_ms"] <= o["busy_max_ms"]
+    assert o["settings"]["FD_QUEUE_SIZE"] == 0
+    for q in o["settings"]["sweep_queue_sizes"]:
+        swept = o["queue_sweep"][str(q)]
+        assert swept["admitted"] > 0 and swept["wrong_results"] == 0
+        assert o[f"admitted_p99_vs_unloaded_queue{q}"] == swept["admitted_p99_vs_unloaded"]
 
 
 def test_grader_sane(tiny):

@@ -110,8 +110,11 @@ def test_retention_prunes_smallest_seq(tmp_path):
         s.put(f"t-{i}", rec(i))
     assert s.task_ids() == ["t-2", "t-3", "t-4"]
     assert s.counters["pruned"] == 2
-    assert sorted(p.name for p in (tmp_path / "mem/records").iterdir()) == [
+    entries = list((tmp_path / "mem/records").iterdir())
+    assert sorted(p.name for p in entries if not p.name.startswith(".")) == [
         "t-2.json", "t-3.json", "t-4.json"]
+    # Pruned records are recycled as spares (temp-named, SPEC §11.1): emptied, not kept.
+    assert all(p.stat().st_size == 0 for p in entries if p.name.startswith("."))
     s.put("t-2", rec(22))  # rewriting makes it the newest
     s.put("t-5", rec(5))
     assert s.task_ids() == ["t-4", "t-2", "t-5"]
@@ -156,12 +159,14 @@ def test_per_write_cost_does_not_grow_with_record_count(tmp_path, monkeypatch, r
             s.put(f"t-{written}", rec())
             written += 1
         assert len(s) == min(n + len(costs), retention)
-        before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "mem/records").iterdir()}
+        before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "mem/records").iterdir()
+                  if not p.name.startswith(".")}  # temp names: spares, see below
         with monkeypatch.context() as m:
             counts = count_fs_calls(m)
             s.put(f"new-{n}", rec(n))
         costs.append(counts)
-        after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "mem/records").iterdir()}
+        after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "mem/records").iterdir()
+                 if not p.name.startswith(".")}
         touched = {k for k in after if before.get(k) != after[k]}
         assert touched == {f"new-{n}.json"}  # no other record rewritten
     assert costs[0] == costs[1]

@@ -285,6 +285,25 @@ def test_task_table_idempotency_verdicts(tmp_path):
     assert table.lookup("t2") is None
 
 
+@pytest.mark.parametrize("log_max", [4096, 1])
+def test_task_table_forgets_what_retention_pruned_and_keeps_active_tasks(tmp_path, monkeypatch, log_max):
+    """O(pruned) per put through ``take_pruned``; with the store's log overflowing
+    (log_max=1) the whole-table comparison takes over and gives the same answer."""
+    from reference_impl.memory import store as store_mod
+    monkeypatch.setattr(store_mod, "PRUNED_LOG_MAX", log_max)
+    store, table = make_table(tmp_path, retention=3)
+    table.admit("active", "triage", INPUT, lambda t: True)   # stays queued: never forgotten
+    for i in range(6):
+        table.admit(f"t{i}", "triage", INPUT, lambda t: True)
+        table.finish(f"t{i}", ok=True, result={"r": i}, error=None, steps=[])
+    assert store.task_ids() == ["t3", "t4", "t5"]
+    assert table.lookup("active")["status"] == "queued"
+    for i in range(3):
+        assert table.lookup(f"t{i}") is None
+    assert table.lookup("t5")["result"] == {"r": 5}
+    assert [t["task_id"] for t in table.list_payload()["tasks"]] == ["t5", "t4", "t3", "active"]
+
+
 def test_task_table_recovers_active_tasks_as_failed(tmp_path):
     store, table = make_table(tmp_path)
     table.admit("a", "triage", INPUT, lambda t: True)

@@ -276,8 +276,8 @@ def test_retention_never_deletes_a_record_being_rewritten(tmp_path, monkeypatch)
     renamed, go_on = threading.Event(), threading.Event()
     original = store._write_atomic
 
-    def write_atomic(target, data, temp_n=None):
-        original(target, data, temp_n)
+    def write_atomic(target, data, temp_n=None, **kw):
+        original(target, data, temp_n, **kw)
         if target.name == "a.json":
             renamed.set()            # "a" is renamed into place but not indexed yet
             assert go_on.wait(WAIT)

@@ -92,8 +92,10 @@ class AgentService(FramedService):
                                     trusted=True)
             self.sync_pruned()
             self.m_executed.inc(step=self.step)
-            self.log.info(f"{self.step} executed and stored", event="step_executed", step=self.step,
-                          seq=stored.get("seq"))
+            # Not a required event (SPEC §12; the `request` line follows): debug, to keep
+            # the stderr writes per request at one.
+            self.log.debug(f"{self.step} executed and stored", event="step_executed", step=self.step,
+                           seq=stored.get("seq"))
             return ok_reply(request, output, replay=False, traceparent=trace.traceparent)
 
     def readiness(self) -> tuple[bool, list[str]]:

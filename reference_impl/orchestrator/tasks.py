@@ -299,11 +299,22 @@ class TaskTable:
         self.after_put()
 
     def _forget_pruned(self) -> None:
-        """Drop finished tasks that retention removed from disk (active ones stay)."""
-        pruned = self.store.counters.get("pruned", 0)
-        if pruned == self._pruned_seen:
+        """Drop finished tasks that retention removed from disk (active ones stay).
+
+        O(pruned) per put: the store names what it pruned. Only if it pruned more than it
+        remembers (a burst beyond ``PRUNED_LOG_MAX``) is the whole table compared with the
+        store (O(retention), rare)."""
+        if self.store.counters.get("pruned", 0) == self._pruned_seen:
             return
+        gone, pruned = self.store.take_pruned()
+        complete = len(gone) >= pruned - self._pruned_seen
         self._pruned_seen = pruned
+        if complete:
+            for task_id in gone:
+                rec = self._tasks.get(task_id)
+                if rec is not None and rec["status"] not in ACTIVE and task_id not in self.store:
+                    del self._tasks[task_id]
+            return
         stored = set(self.store.task_ids())
         for task_id in [t for t, r in self._tasks.items() if r["status"] not in ACTIVE and t not in stored]:
             del self._tasks[task_id]

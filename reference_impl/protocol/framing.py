@@ -58,7 +58,7 @@ def _too_large() -> Decoded:
 
 def text_depth_exceeds(text: str, limit: int = MAX_DEPTH) -> bool:
     """True when the JSON text nests objects/arrays deeper than `limit` (strings ignored)."""
-    if "[" not in text and "{" not in text:
+    if text.count("[") + text.count("{") <= limit:  # cannot possibly exceed (cheap, C)
         return False
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     if brackets.count("[") + brackets.count("{") <= limit:  # cannot possibly exceed

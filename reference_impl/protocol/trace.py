@@ -40,9 +40,16 @@ def parse_traceparent(s) -> TraceContext | None:
     return TraceContext(trace_id, span_id, flags)
 
 
+# Ids need to be unique, not secret (W3C Trace Context asks for random, not for a
+# cryptographic generator): a PRNG seeded from the OS once per process costs no system
+# call per id, unlike ``secrets`` (several ids per task on every service).
+_PROCESS_RNG = random.Random(secrets.randbits(128))
+
+
 def _hex(nbytes: int, rng: random.Random | None) -> str:
+    rng = rng or _PROCESS_RNG
     while True:
-        value = rng.getrandbits(8 * nbytes).to_bytes(nbytes, "big").hex() if rng else secrets.token_hex(nbytes)
+        value = rng.getrandbits(8 * nbytes).to_bytes(nbytes, "big").hex()
         if value.strip("0"):  # all-zero ids are invalid
             return value
 

@@ -32,8 +32,9 @@ import select
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
+
+from reference_impl.protocol.timestamps import rfc3339_ms
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 REDACTED = "[REDACTED]"
@@ -49,10 +50,7 @@ _context: contextvars.ContextVar[dict] = contextvars.ContextVar("faultdrill_log_
 
 def format_ts(epoch: float | None = None) -> str:
     """RFC 3339 UTC with milliseconds: ``2026-11-29T14:50:31.123Z``."""
-    if epoch is None:
-        epoch = time.time()
-    dt = datetime.fromtimestamp(epoch, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return rfc3339_ms(time.time() if epoch is None else epoch)
 
 
 def normalize_level(level: str) -> str:
@@ -107,6 +105,13 @@ class Logger:
         """Strings never to be written (longest first, so overlapping ones redact fully)."""
         unique = {s for s in secrets if isinstance(s, str) and s}
         self._secrets = tuple(sorted(unique, key=len, reverse=True))
+        # Each secret as it may appear in a serialised line: plain and JSON-escaped
+        # (computed once here, not per line).
+        forms: list[str] = []
+        for secret in self._secrets:
+            escaped = json.dumps(secret, ensure_ascii=True)[1:-1]
+            forms.extend(dict.fromkeys((secret, escaped)))
+        self._secret_forms = tuple(forms)
 
     def set_level(self, level: str) -> None:
         self.level = normalize_level(level)
@@ -184,19 +189,20 @@ class Logger:
 
     def _redact_text(self, text: str) -> str:
         """Belt and braces on the serialised line (plain and JSON-escaped forms)."""
-        for secret in self._secrets:
-            escaped = json.dumps(secret, ensure_ascii=True)[1:-1]
-            for form in {secret, escaped}:
-                if form in text:
-                    text = text.replace(form, REDACTED)
+        for form in self._secret_forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
         return text
 
     def _clean(self, value: Any, depth: int, seen: set) -> Any:
         """A JSON-safe, redacted copy of ``value``."""
-        if value is None or isinstance(value, bool):
+        kind = type(value)
+        if kind is str:  # the common case first (exact type: subclasses take the long way)
+            return self._redact(value)
+        if value is None or kind is bool:
             return value
         if isinstance(value, str):
-            return self._redact(value)
+            return self._redact(str(value))
         if isinstance(value, (int, float)):
             if isinstance(value, float) and not math.isfinite(value):
                 return repr(value)
