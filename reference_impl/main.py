@@ -107,7 +107,7 @@ def build(config, *, stderr=None) -> tuple[lifecycle.Node, Logger]:
 
     def on_close() -> None:
         if is_orch:
-            service.stop_workers(0.3)  # daemon threads; an idle worker notices within 0.2 s
+            service.stop_workers(0.3)  # daemon threads; idle workers are woken at once
 
     def release_waiters() -> None:
         if is_orch:

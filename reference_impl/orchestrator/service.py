@@ -64,7 +64,7 @@ class OrchestratorService(FramedService):
         # Unbounded queue, bounded admission: at most workers + queue_size tasks are
         # admitted (running or waiting) at any time, which also makes FD_QUEUE_SIZE=0 mean
         # "only when a worker is free" (queue.Queue(maxsize=0) would mean unbounded).
-        self.queue: queue.Queue[str] = queue.Queue()
+        self.queue: queue.Queue[str | None] = queue.Queue()
         self.capacity = workers + queue_size
         self._admitted = 0
         self._admitted_lock = threading.Lock()
@@ -138,6 +138,8 @@ class OrchestratorService(FramedService):
 
     def stop_workers(self, timeout_s: float = 1.0) -> None:
         self._stop.set()
+        for _ in self._threads:
+            self.queue.put_nowait(None)  # wakes an idle worker now, not at its next poll
         end = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(timeout=max(0.0, end - time.monotonic()))
@@ -258,6 +260,8 @@ class OrchestratorService(FramedService):
             try:
                 task_id = self.queue.get(timeout=0.2)
             except queue.Empty:
+                continue
+            if task_id is None:  # stop_workers' wake-up
                 continue
             with self._running_lock:
                 self._running += 1
