@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .load import closed_loop, open_loop
+from .load import LoadResult, closed_loop, open_loop
 from .pipeline import make_inputs, task_frames
 from .stats import latency_summary, percentile, ratio
 from .systems import reference, rss_kb
@@ -44,28 +44,34 @@ class _RssSampler:
 
 
 def _overload_once(seed: int, *, workers: int, queue: int, measure: float, overload: float,
-                   factor: float, senders: int, n_records: int, log) -> dict:
-    """One orchestrator with these settings: unloaded latency, capacity, then the overload."""
+                   factor: float, senders: int, n_records: int, rounds: int, log) -> dict:
+    """One orchestrator with these settings: capacity, then `rounds` pairs of an unloaded
+    window (one client, `measure / rounds` s) and an overload window (`overload / rounds`
+    s). Alternating, as the pipeline section does, so that the machine's drift during the
+    run hits the unloaded and the overloaded samples alike; each p99 is over the pooled
+    samples of its kind."""
     token = f"bench-ovl-{seed}"
     inputs = make_inputs(seed + 1, 32, n_records)
     env = {"FD_WORKERS": str(workers), "FD_QUEUE_SIZE": str(queue), "FD_MAX_CONNECTIONS": "256"}
+    rounds = max(1, rounds)
     with reference(token, env) as ref:
         make_frame, check = task_frames(token, f"o{seed}", inputs)
         closed_loop(ref.addr, make_frame, clients=1, duration=1.0, start_index=0)
-        unloaded = closed_loop(ref.addr, make_frame, clients=1, duration=measure,
-                               check=check, start_index=10_000)
         cap = closed_loop(ref.addr, make_frame, clients=workers + queue, duration=measure,
                           check=check, start_index=20_000)
         capacity = cap.ok / cap.elapsed if cap.elapsed else 0.0
         rate = max(1.0, factor * capacity)
-        log(f"  overload (FD_QUEUE_SIZE={queue}): unloaded p99 "
-            f"{latency_summary(unloaded.ok_latencies)['p99_ms']} ms, capacity {capacity:.1f} tasks/s, "
-            f"offering {rate:.1f}/s")
+        log(f"  overload (FD_QUEUE_SIZE={queue}): capacity {capacity:.1f} tasks/s, offering "
+            f"{rate:.1f}/s in {rounds} windows alternating with unloaded ones")
         pid = ref.pid("orchestrator")
         rss_before = rss_kb(pid)
+        unloaded, res = LoadResult(), LoadResult()
         with _RssSampler(pid) as sampler:
-            res = open_loop(ref.addr, make_frame, rate=rate, duration=overload, senders=senders,
-                            check=check, start_index=100_000)
+            for r in range(rounds):
+                unloaded.merge(closed_loop(ref.addr, make_frame, clients=1, duration=measure / rounds,
+                                           check=check, start_index=40_000 + 10_000 * r))
+                res.merge(open_loop(ref.addr, make_frame, rate=rate, duration=overload / rounds,
+                                    senders=senders, check=check, start_index=200_000 + 100_000 * r))
         time.sleep(0.5)
         rss_after = rss_kb(pid)
         still_up = ref.deployment.running("orchestrator")
@@ -102,7 +108,7 @@ def _overload_once(seed: int, *, workers: int, queue: int, measure: float, overl
 
 def run_overload(seed: int, *, workers: int = 2, queue: int = 0, sweep: tuple[int, ...] = (2,),
                  measure: float = 4.0, overload: float = 8.0, factor: float = 5.0, senders: int = 32,
-                 n_records: int = 20, log=print) -> dict:
+                 n_records: int = 20, rounds: int = 4, log=print) -> dict:
     """Keys: capacity_tasks_per_s, offered_per_s, unloaded_p99_ms, admitted_p99_ms,
     admitted_p99_vs_unloaded, busy_p99_ms, busy_max_ms, rss_growth_mb (+ context), for
     FD_QUEUE_SIZE=`queue`; `queue_sweep` repeats the run for each size in `sweep`.
@@ -116,7 +122,7 @@ def run_overload(seed: int, *, workers: int = 2, queue: int = 0, sweep: tuple[in
     connection churn competing for the CPU - which is what the target is about. The
     sweep shows the Little's-law cost of a queue next to it, measured the same way."""
     common = dict(workers=workers, measure=measure, overload=overload, factor=factor,
-                  senders=senders, n_records=n_records, log=log)
+                  senders=senders, n_records=n_records, rounds=rounds, log=log)
     out = _overload_once(seed, queue=queue, **common)
     out["queue_sweep"] = {}
     for q in sweep:
@@ -126,7 +132,8 @@ def run_overload(seed: int, *, workers: int = 2, queue: int = 0, sweep: tuple[in
             "admitted_p99_vs_unloaded", "rejected_busy", "busy_p99_ms", "rss_growth_mb", "wrong_results")}
         out[f"admitted_p99_vs_unloaded_queue{q}"] = other["admitted_p99_vs_unloaded"]
     out["settings"] = {"FD_WORKERS": workers, "FD_QUEUE_SIZE": queue, "sweep_queue_sizes": list(sweep),
-                       "factor": factor, "overload_s": overload, "senders": senders,
+                       "factor": factor, "overload_s": overload, "unloaded_s": measure,
+                       "alternating_rounds": rounds, "senders": senders,
                        "records_per_task": n_records}
     out["target"] = {"admitted_p99_vs_unloaded_max": 2.0, "busy_p99_ms_max": 10.0,
                      "rss_growth_mb_max": 50.0}

@@ -34,11 +34,11 @@ PROFILES = {
              "grader": dict()},
     "quick": {"pipeline": dict(clients=8, window=5.0, rounds=2),
               "memory": dict(big=10_000, small=100, writes=300, retention_check=500),
-              "overload": dict(measure=4.0, overload=8.0),
+              "overload": dict(measure=6.0, overload=8.0),
               "grader": dict()},
     "tiny": {"pipeline": dict(clients=2, window=0.7, rounds=1, warmup=0.3, warm_tasks=0, n_records=5),
              "memory": dict(big=300, small=20, writes=20, retention_check=30),
-             "overload": dict(measure=0.8, overload=1.5, senders=8, n_records=5),
+             "overload": dict(measure=0.8, overload=1.5, senders=8, n_records=5, rounds=1),
              "grader": dict(only=["pipeline.triage_oracle", "versioning.hello"])},
 }
 

@@ -74,6 +74,25 @@ def test_memory_sane(tiny):
     assert m["disk_growth_ratio"] < 1.5      # pruning keeps the disk bounded
 
 
+def test_open_loop_sends_every_arrival_once_and_times_each_reply():
+    from benchmarks.load import open_loop
+    from benchmarks.systems import relay
+    from graders.client import make_request
+    seen = []
+
+    def check(i, reply):
+        seen.append(i)
+        return reply["task_id"] == f"ol-{i}"
+    with relay() as addr:
+        res = open_loop(addr, lambda i: make_request("submit", {"task_type": "triage", "input": {"n": i}},
+                                                     token="t", task_id=f"ol-{i}"),
+                        rate=200.0, duration=0.5, senders=4, timeout=5.0, check=check, start_index=7)
+    assert res.sent == 100 and res.ok == 100 and res.transport_errors == 0 and res.wrong_results == 0
+    assert sorted(seen) == list(range(7, 107))
+    assert all(0 < lat < 5.0 for lat in res.ok_latencies)
+    assert 0 <= res.late_sends <= 100 and res.elapsed >= 0.45
+
+
 @pytest.mark.parametrize("recycle", [False, True])
 def test_durable_relay_writes_what_spec_11_asks_and_prunes(tmp_path, recycle):
     records = DurableRecords(str(tmp_path), retention=3, recycle=recycle)
