@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from graders.drivers.process import ProcessDriver, ProcessDeployment, allocate_ports
+from graders.drivers.process import ProcessDriver, ProcessDeployment, allocate_ports, release_ports
 from graders.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +125,7 @@ def relay(*, fresh: bool = False, durable: bool = False, recycle: bool = False,
             except subprocess.TimeoutExpired:
                 print(f"benchmarks: relay pid {p.pid} did not exit", file=sys.stderr)
         stack.close()
+        release_ports(ports)
 
 
 def rss_kb(pid: int | None) -> int | None:

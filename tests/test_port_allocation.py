@@ -74,3 +74,34 @@ def test_unknown_or_cramped_range_falls_back_to_the_os(tmp_path):
         ports = allocate_ports(4, range_file=f)
         assert len(set(ports)) == 4 and all(0 < p < 65536 for p in ports)
     assert port_range(str(tmp_path / "missing")) is None
+
+
+def test_a_port_claimed_by_another_grader_process_is_never_handed_out(tmp_path, monkeypatch):
+    """Two graders side by side: ports the other process allocated (claimed, not yet bound)
+    are skipped; a released claim makes the port available again."""
+    import subprocess
+    import sys
+    if not sys.platform.startswith("linux"):
+        return
+    f = _range_file(tmp_path, "20100 60999")
+    monkeypatch.setattr(process, "_MIN_RANGE", 50)
+    script = ("import sys\n"
+              "from graders.drivers import process\n"
+              "process._MIN_RANGE = 50\n"
+              f"ports = process.allocate_ports(90, range_file={f!r})\n"
+              "print(' '.join(map(str, ports)), flush=True)\n"
+              "sys.stdin.read()\n")
+    other = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = {int(p) for p in other.stdout.readline().split()}
+        assert len(theirs) == 90 and all(20000 <= p < 20100 for p in theirs)
+        monkeypatch.setattr(process, "_recent_ports", [])
+        mine = allocate_ports(5, range_file=f)
+        below = {p for p in mine if p < 20100}
+        assert not below & theirs, (sorted(below & theirs), mine)
+    finally:
+        other.stdin.close()
+        other.wait(10)
+    process.release_ports(mine)
+    assert not set(mine) & set(process._port_claims)

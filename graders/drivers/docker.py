@@ -54,7 +54,7 @@ from pathlib import Path, PurePosixPath
 
 from ..manifest import ROLES, Submission
 from ..paths import REPO_ROOT
-from .process import allocate_ports
+from .process import allocate_ports, release_ports
 from .base import (PASSTHROUGH_ENV, SPEC_ENV_VARS, CleanupReport, Deployment, Driver, Endpoint,
                    StartError)
 
@@ -557,6 +557,7 @@ class DockerDeployment(Deployment):
         self.client.volumes.create(self._files_volume, labels=dict(self.labels))
         self._created_volumes.append(self._files_volume)
         ports = allocate_ports(2 * len(ROLES))
+        self._claimed_ports = ports
         for i, role in enumerate(ROLES):
             self._endpoints[role] = Endpoint(role=role, host="127.0.0.1", port=ports[2 * i],
                                              http_port=ports[2 * i + 1])
@@ -913,6 +914,7 @@ class DockerDeployment(Deployment):
             if self._closed:
                 return report
             self._closed = True
+            release_ports(getattr(self, "_claimed_ports", ()))
             for role, c in list(self._containers.items()):
                 try:
                     c.reload()

@@ -14,12 +14,14 @@ group. Exit codes are Python's: negative N means "killed by signal N".
 """
 from __future__ import annotations
 
+import collections
 import os
 import random
 import resource
 import shutil
 import signal
 import socket
+import sys
 import subprocess
 import tempfile
 import threading
@@ -31,7 +33,7 @@ from ..manifest import ROLES, Submission
 from .base import (PASSTHROUGH_ENV, SPEC_ENV_VARS, CleanupReport, Deployment, Driver, Endpoint,
                    StartError)
 
-__all__ = ["ProcessDriver", "ProcessDeployment", "allocate_ports", "OUTPUT_CAP_BYTES"]
+__all__ = ["ProcessDriver", "ProcessDeployment", "allocate_ports", "release_ports", "OUTPUT_CAP_BYTES"]
 
 OUTPUT_CAP_BYTES = 2 * 1024 * 1024     # per stream per run
 MAX_LINE_BYTES = 64 * 1024             # longer lines are cut
@@ -84,9 +86,53 @@ def _bindable(host: str, port: int) -> bool:
         s.close()
 
 
+# Ports this process has handed out, each held by a claim other grader processes see (an
+# abstract Unix socket named after the port): bounded, oldest released first, and released
+# by a deployment's close.
+_port_claims: "collections.OrderedDict[int, socket.socket]" = collections.OrderedDict()
+MAX_PORT_CLAIMS = 256
+
+
+def _claim(port: int) -> bool:
+    """Claim `port` among all processes on this host (Linux abstract socket namespace).
+
+    Why: two graders running side by side (the defect matrix grades three at once, CI
+    may run several jobs) pick ports independently; one can pick a port the other has
+    just picked and not yet bound, and a service then fails to start with "Address
+    already in use" - a verdict that depends on the neighbour, not on the program. The
+    claim lives as long as this process holds the socket (no file to clean up) and
+    vanishes with the process. Where abstract sockets do not exist, every port counts
+    as claimed here (the old behaviour)."""
+    if port in _port_claims:
+        return False
+    if not sys.platform.startswith("linux") or not hasattr(socket, "AF_UNIX"):
+        return True
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(f"\0faultdrill-port-{port}")
+    except OSError:
+        s.close()
+        return False
+    _port_claims[port] = s
+    while len(_port_claims) > MAX_PORT_CLAIMS:
+        _port, old = _port_claims.popitem(last=False)
+        old.close()
+    return True
+
+
+def release_ports(ports) -> None:
+    """Give back the claims of `ports` (a deployment that is closed no longer needs them)."""
+    with _port_lock:
+        for port in ports:
+            claim = _port_claims.pop(port, None)
+            if claim is not None:
+                claim.close()
+
+
 def allocate_ports(n: int, host: str = "127.0.0.1", *,
                    range_file: str = EPHEMERAL_RANGE_FILE) -> list[int]:
-    """n distinct free TCP ports, not handed out recently by this process.
+    """n distinct free TCP ports, not handed out recently by this process, and claimed
+    against other grader processes on this host (`_claim`) until released.
 
     Why not bind port 0: the OS then picks from the ephemeral range, which is also where
     every outgoing connection (grader clients, proxies, the services' own calls) takes
@@ -103,7 +149,8 @@ def allocate_ports(n: int, host: str = "127.0.0.1", *,
             while len(ports) < n and tries < 50 * n + 100:
                 tries += 1
                 port = _port_rng.randint(low, high)
-                if port in ports or port in _recent_ports or not _bindable(host, port):
+                if port in ports or port in _recent_ports or not _bindable(host, port) \
+                        or not _claim(port):
                     continue
                 ports.append(port)
         socks = []
@@ -113,7 +160,7 @@ def allocate_ports(n: int, host: str = "127.0.0.1", *,
                 s.bind((host, 0))
                 socks.append(s)
                 port = s.getsockname()[1]
-                if port not in _recent_ports and port not in ports:
+                if port not in _recent_ports and port not in ports and _claim(port):
                     ports.append(port)
                 if len(socks) > n + 200:
                     raise RuntimeError("could not allocate free ports")
@@ -251,6 +298,7 @@ class ProcessDeployment(Deployment):
         self.home.mkdir()
         # Fixed ports (for `faultdrill up`, where people type them) or fresh free ones.
         free = allocate_ports(2 * len(ROLES), host) if not ports else []
+        self._claimed_ports = list(free)
         self.services: dict[str, _Service] = {}
         for i, role in enumerate(ROLES):
             memdir = self.tmp / "memory" / role
@@ -575,6 +623,7 @@ class ProcessDeployment(Deployment):
                         pipe.close()
             except Exception as exc:   # noqa: BLE001 - report, keep cleaning the others
                 report.errors.append(f"{role}: {type(exc).__name__}: {exc}")
+        release_ports(self._claimed_ports)
         for dirpath, dirs, _files in os.walk(self.tmp):
             for d in dirs:
                 try:
