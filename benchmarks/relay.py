@@ -163,6 +163,19 @@ class _LineConn:
             pass
 
 
+def _frames(rfile):
+    """The decoded frames of one connection until EOF or a read error (blank lines skipped)."""
+    while True:
+        try:
+            line = rfile.readline(MAX_LINE)
+        except OSError:
+            return
+        if not line:
+            return
+        if line.strip():
+            yield json.loads(line)
+
+
 class AgentHandler(socketserver.StreamRequestHandler):
     """Reply `<type>_ok` with the request's payload, frame by frame."""
     timeout = IO_TIMEOUT_S
@@ -170,16 +183,7 @@ class AgentHandler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        while True:
-            try:
-                line = self.rfile.readline(MAX_LINE)
-            except OSError:
-                return
-            if not line:
-                return
-            if not line.strip():
-                continue
-            frame = json.loads(line)
+        for frame in _frames(self.rfile):
             reply = {"v": 1, "type": f"{frame.get('type')}_ok", "in_reply_to": frame.get("msg_id"),
                      "task_id": frame.get("task_id"), "replay": False, "payload": frame.get("payload")}
             if self.records is not None:
@@ -201,16 +205,7 @@ class OrchHandler(socketserver.StreamRequestHandler):
         conns: dict[int, _LineConn] = {}
         n = 0
         try:
-            while True:
-                try:
-                    line = self.rfile.readline(MAX_LINE)
-                except OSError:
-                    return
-                if not line:
-                    return
-                if not line.strip():
-                    continue
-                frame = json.loads(line)
+            for frame in _frames(self.rfile):
                 task_id = frame.get("task_id")
                 payload = (frame.get("payload") or {}).get("input")
                 if self.records is not None:

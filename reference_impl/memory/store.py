@@ -72,6 +72,14 @@ def utc_timestamp(now: float | None = None) -> str:
     return rfc3339_ms(time.time() if now is None else now)
 
 
+def _is_regular_file(path: Path) -> bool:
+    """True for a regular file (not a symlink, directory or anything else), never raises."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _reject_constant(name: str):
     raise ValueError(f"non-standard JSON constant {name}")
 
@@ -502,12 +510,7 @@ class RecordStore:
         the temp name, becomes a spare. False (nothing changed) when the target is not a
         regular file - damaged memory takes the ``os.replace`` path and its rules - or
         the system cannot exchange."""
-        try:
-            if not stat.S_ISREG(os.lstat(target).st_mode):
-                return False
-        except OSError:
-            return False
-        if not exchange(temp, target):
+        if not _is_regular_file(target) or not exchange(temp, target):
             return False
         self._keep_spare(temp)
         return True
@@ -525,12 +528,7 @@ class RecordStore:
         """Retention without freeing the inode: rename the record to a new spare name and
         truncate it (its content is deleted as §11.3 requires). False when it is not a
         regular file or cannot be recycled (the caller unlinks as before)."""
-        if len(self._spares) >= SPARES_MAX:
-            return False
-        try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                return False
-        except OSError:
+        if len(self._spares) >= SPARES_MAX or not _is_regular_file(path):
             return False
         self._spare_counter += 1
         spare = self.records_dir / f".spare.{os.getpid()}.{self._spare_counter}{TEMP_SUFFIX}"
