@@ -2,7 +2,9 @@
 their one defect deserves and keep every other (issue 3 §6).
 
 Each folder under tests/defects/ is the reference with one monkeypatched mistake
-(tests/defects/<name>/defect.py); tests/defects/matrix.toml says which checks a FULL
+(tests/defects/<name>/defect.py), graded as a self-contained folder assembled by
+tests/defects/assemble.py (the sandbox shows a submission only its own folder);
+tests/defects/matrix.toml says which checks a FULL
 grade of it must fail, with a reason per check; docs/DEFECT_MATRIX.md is generated from
 that table. The slow test runs all the grades (three at a time, seed printed) and
 compares failing sets exactly, so a check that stops catching its defect, or starts
@@ -21,7 +23,8 @@ import pytest
 
 from graders.checks.registry import all_checks
 from tests.defects import render
-from tests.defects.grading import grade
+from tests.defects.assemble import assemble
+from tests.defects.grading import grade_defect
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS = ROOT / "tests" / "defects"
@@ -45,6 +48,28 @@ def test_defect_still_applies_to_the_reference(name):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"{name}: patched reference_impl."), proc.stdout
+
+
+def test_assembled_defect_is_self_contained(tmp_path):
+    """An assembled defect names only files inside its folder and imports its own copy of
+    the reference (python -I: no PYTHONPATH, no user site, no script dir on sys.path)."""
+    import tomllib
+    name = sorted(EXPECTED)[0]
+    folder = assemble(name, tmp_path)
+    assert folder == tmp_path / name
+    manifest = tomllib.loads((folder / "faultdrill.toml").read_text(encoding="utf-8"))
+    for role, table in manifest["services"].items():
+        python, *args = table["command"]
+        assert python == "{python}", role
+        for arg in args:
+            assert not os.path.isabs(arg) and ".." not in Path(arg).parts, (role, arg)
+        assert (folder / args[0]).is_file(), (role, args)
+    assert not list(folder.rglob("__pycache__")), "caches must not be copied"
+    proc = subprocess.run([sys.executable, "-I", "launch_common.py", "--check"], cwd=folder,
+                          capture_output=True, text=True, timeout=60, env={"PATH": os.defpath})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1:] == [f"reference_impl from {folder / 'reference_impl'}"], \
+        proc.stdout
 
 
 @pytest.mark.parametrize("body, words", [
@@ -100,11 +125,12 @@ def test_generated_module_runs_as_a_command():
 @pytest.fixture(scope="module")
 def defect_grades(tmp_path_factory):
     out = tmp_path_factory.mktemp("defect-grades")
-    print(f"\ngrading {len(EXPECTED)} defects, seed {SEED} (replay one: "
-          f"python3 -m graders.cli grade tests/defects/<name> --seed {SEED})")
+    print(f"\ngrading {len(EXPECTED)} defects, seed {SEED} (replay one: python3 -m "
+          f"tests.defects.assemble <name> /tmp/defects && python3 -m graders.cli grade "
+          f"/tmp/defects/<name> --seed {SEED})")
 
     def one(name):
-        return name, grade(DEFECTS / name, SEED, out / name, timeout=GRADE_TIMEOUT_S)
+        return name, grade_defect(name, SEED, out, timeout=GRADE_TIMEOUT_S)
 
     with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
         runs = dict(pool.map(one, sorted(EXPECTED)))

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.defects.assemble import assemble
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,6 +32,7 @@ class GradeRun:
     timed_out: bool = False
     verdicts: dict[str, str] = field(default_factory=dict)     # check id -> pass|fail|error
     outputs: dict[str, str] = field(default_factory=dict)      # check id -> report text
+    defect: str | None = None                                  # tests/defects/<name>, if one
 
     def failing(self) -> set[str]:
         return {cid for cid, v in self.verdicts.items() if v == "fail"}
@@ -38,6 +41,9 @@ class GradeRun:
         return {cid for cid, v in self.verdicts.items() if v == "error"}
 
     def replay(self) -> str:
+        if self.defect:
+            return (f"python3 -m tests.defects.assemble {self.defect} /tmp/defects && python3 -m "
+                    f"graders.cli grade /tmp/defects/{self.defect} --seed {self.seed} --out <dir>")
         return f"python3 -m graders.cli grade {self.path} --seed {self.seed} --out <dir>"
 
 
@@ -71,4 +77,14 @@ def grade(path: Path, seed: int, out: Path, *, timeout: float) -> GradeRun:
             if cid:
                 run.verdicts[cid] = extra.get("verdict")
                 run.outputs[cid] = test.get("output", "")
+    return run
+
+
+def grade_defect(name: str, seed: int, workdir: Path, *, timeout: float) -> GradeRun:
+    """A full grade of defect `name`, assembled as a self-contained folder under
+    `workdir/submissions/` (inside the sandbox a submission sees only its own folder, so
+    it cannot import the checkout's reference_impl); reports go to `workdir/grades/<name>`."""
+    folder = assemble(name, workdir / "submissions")
+    run = grade(folder, seed, workdir / "grades" / name, timeout=timeout)
+    run.defect = name
     return run

@@ -3,10 +3,14 @@
 Why one launcher and a patch per folder: every defect is the reference implementation
 with exactly ONE thing done wrong, so that the grader's verdicts on it can be compared
 with what that one mistake deserves (docs/DEFECT_MATRIX.md). A defect folder holds a
-``faultdrill.toml`` whose commands are ``["{python}", "../launch_common.py", "<role>"]``
-(cwd = the defect folder) and a ``defect.py`` that, at import time, replaces one
-reference function through ``patch`` below. This launcher puts the repository root on
-``sys.path``, imports that ``defect.py``, then hands over to the reference's own ``main``.
+``defect.py`` that, at import time, replaces one reference function through ``patch``
+below. The grader sandboxes candidates and shows them only their own folder, so a defect
+is graded as a self-contained folder built by ``tests/defects/assemble.py``: a copy of
+this launcher, the defect's ``defect.py``, a copy of ``reference_impl`` and a manifest
+whose commands are ``["{python}", "launch_common.py", "<role>"]`` (cwd = that folder).
+This launcher imports ``reference_impl`` from beside itself (the assembled folder) or,
+run in place from the checkout, from the repository root; it imports ``defect.py`` from
+its working directory, then hands over to the reference's own ``main``.
 
 Why ``patch`` refuses missing names: if the reference is refactored and a patched name
 moves, a silent ``setattr`` would create a new, unused attribute and turn the defect into
@@ -14,8 +18,10 @@ a correct submission; the test would then "find" a grader gap that is really a s
 defect. So a missing target, or one whose kind changed (a function became a class), makes
 the service exit at once with status 70 and a message naming the target.
 
-``python3 ../launch_common.py --check`` (cwd = a defect folder) applies the defect's
-patches and exits 0 without serving: the fast test that every defect still applies.
+``python3 ../launch_common.py --check`` (cwd = a defect folder in the checkout) or
+``python3 launch_common.py --check`` (cwd = an assembled folder) applies the defect's
+patches and exits 0 without serving, naming where ``reference_impl`` was imported from:
+the fast test that every defect still applies.
 """
 from __future__ import annotations
 
@@ -25,7 +31,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+# An assembled folder carries its own reference_impl; in the checkout it is two levels up.
+ROOT = HERE if (HERE / "reference_impl").is_dir() else HERE.parents[1]
 EXIT_STALE_DEFECT = 70
 
 _applied: list[str] = []
@@ -97,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faultdrill defect {folder.name}: stale defect: {exc}", file=sys.stderr, flush=True)
         return EXIT_STALE_DEFECT
     if argv[:1] == ["--check"]:
+        reference = Path(sys.modules["reference_impl"].__file__).resolve().parent
         print(f"{folder.name}: patched {', '.join(_applied)}")
+        print(f"reference_impl from {reference}")
         return 0
     from reference_impl.main import main as reference_main
     return reference_main(argv)
