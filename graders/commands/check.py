@@ -12,7 +12,7 @@ import sys
 from graders.checks.registry import CHALLENGES, all_checks
 from graders.commands.grade import add_common, prepare
 from graders.harness import Progress, run_checks, select_checks
-from graders.report.model import show
+from graders.feedback import CONTEXT_LIMIT, load_starter_markers, render_failure, replay_command
 
 HELP = "Run the visible checks in stages and stop at the first failing stage (for candidates)."
 
@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--challenge", choices=CHALLENGES, default=None,
                         help="only the checks of one challenge")
     parser.add_argument("--full", action="store_true",
-                        help="print sent/expected/received whole (default: first 600 characters)")
+                        help="print sent/expected/received whole (default: the differing fields, then the first 600 characters of each)")
 
 
 def run(args) -> int:
@@ -37,6 +37,9 @@ def run(args) -> int:
     progress.say("setup", f"checking {submission.name}: {len(specs)} visible checks, seed {seed} "
                           f"(replay with --seed {seed})")
 
+    spec_by_id = {s.id: s for s in specs}
+    markers = load_starter_markers()
+
     def explain(v):
         if v.status == "pass":
             return
@@ -45,12 +48,13 @@ def run(args) -> int:
             progress.say(tag, "the grader itself failed here (not your fault); please report it:")
             progress.say(tag, v.trace or v.message)
             return
-        for label, value in (("sent", v.sent), ("expected", v.expected), ("received", v.received)):
-            if value is not None:
-                # Short by default so a failure reads at a glance; --full for the rest.
-                progress.say(tag, f"{label}: {show(value, 10**9 if args.full else 600)}")
-        if v.hint:
-            progress.say(tag, f"Hint: {v.hint}")
+        # The differing fields first, then the evidence (capped unless --full), the
+        # replay line (with --challenge) and where to read (graders/feedback.py).
+        spec = spec_by_id.get(v.check_id)
+        for line in render_failure(v, challenge=spec.challenge if spec else args.challenge,
+                                   path=str(args.path), markers=markers, include_message=False,
+                                   context_limit=0 if args.full else CONTEXT_LIMIT):
+            progress.say(tag, line)
 
     result = run_checks(specs, submission=submission, driver=driver, seed=seed, progress=progress,
                         stop_at_failing_stage=True, driver_name=args.driver, on_verdict=explain)
@@ -60,7 +64,7 @@ def run(args) -> int:
     if failed:
         progress.say("summary", f"{len(passed)} passed, {len(failed)} failed"
                                 + (f", stopped after stage {result.stopped_at_stage}" if result.stopped_at_stage else "")
-                                + f". Replay: faultdrill check {args.path} --seed {seed}")
+                                + f". Replay: {replay_command(str(args.path), seed, args.challenge)}")
         return 1
     progress.say("summary", f"all {len(passed)} visible checks passed"
                             + (f" ({len(errors)} grader errors, not counted)" if errors else "")
