@@ -8,13 +8,14 @@ those are different verdicts.
 from __future__ import annotations
 
 import http.client
-import itertools
 import json
-import os
 import socket
 import ssl
 import time
 from typing import Any
+
+from graders.decode import CandidateDataError, decode_object
+from graders.ids import random_msg_id
 
 __all__ = [
     "ClientError",
@@ -61,13 +62,10 @@ class BadReply(ClientError):
         self.reason = reason
 
 
-_counter = itertools.count(1)
-_prefix = os.urandom(3).hex()
-
-
 def new_msg_id() -> str:
-    """A unique msg_id within this grader process (SPEC §5: 1-128 chars)."""
-    return f"g-{_prefix}-{next(_counter)}"
+    """A random msg_id (SPEC §5: 1-128 chars): no counter, no prefix that would tell a
+    submission which client or which check is asking (graders/ids.py)."""
+    return random_msg_id()
 
 
 def make_request(type: str, payload: dict | None, *, token: str | None, task_id: str | None = None,
@@ -89,16 +87,13 @@ def encode(obj: dict) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
-def _decode_line(line: bytes) -> dict:
+def _decode_line(line: bytes, max_bytes: int = MAX_REPLY_BYTES) -> dict:
+    """A reply line through the one bounded decoder (graders/decode.py): size, depth,
+    UTF-8, NaN/Infinity and huge numbers are refused as BadReply, never a crash."""
     try:
-        obj = json.loads(line.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BadReply(line, "not UTF-8") from None
-    except ValueError:
-        raise BadReply(line, "not JSON") from None
-    if not isinstance(obj, dict):
-        raise BadReply(line, "not an object")
-    return obj
+        return decode_object(line, what="reply", max_bytes=max_bytes)
+    except CandidateDataError as exc:
+        raise BadReply(line, exc.reason.split(" (")[0]) from None
 
 
 class Connection:
@@ -177,7 +172,7 @@ class Connection:
             self._fill(deadline)
 
     def recv(self, timeout: float | None = None) -> dict:
-        return _decode_line(self.recv_line(timeout))
+        return _decode_line(self.recv_line(timeout), self.max_reply_bytes)
 
     def request(self, obj: dict, timeout: float | None = None) -> dict:
         self.send(obj)

@@ -11,7 +11,6 @@ the harness heals every fault and restarts anything that is down.
 """
 from __future__ import annotations
 
-import hashlib
 import random
 import signal
 import sys
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from graders.checks.registry import CheckFailed, CheckSpec, GraderError
+from graders.ids import GradeIds
 
 ROLES = ("orchestrator", "collector", "analyzer", "reporter")
 
@@ -105,9 +105,6 @@ def stray_note(when: str, pids, role: str | None = None) -> str:
             "(not scored; see the interviewer guide).")
 
 
-def token_for_seed(seed: int) -> str:
-    """A token unique to the run (so a leak is unambiguous) but replayable from the seed."""
-    return "fdtok-" + hashlib.sha256(f"faultdrill-token:{seed}".encode()).hexdigest()[:32]
 
 
 # Exception classes (matched by name anywhere in the MRO, so that subclasses count and
@@ -115,10 +112,12 @@ def token_for_seed(seed: int) -> str:
 # candidate: the protocol client (ClientError covers ClientTimeout, ConnectionClosed,
 # BadReply and an oversized HTTP body), a service that would not start or stop, a peer
 # that refused, reset or timed out, a broken TLS handshake, a garbled HTTP answer on a
-# side port (http.client.HTTPException: BadStatusLine, IncompleteRead, LineTooLong...).
+# side port (http.client.HTTPException: BadStatusLine, IncompleteRead, LineTooLong...),
+# candidate bytes the one bounded decoder (graders/decode.py) refused.
 CANDIDATE_EXCEPTIONS = frozenset({
     "ClientError", "ClientTimeout", "ConnectionClosed", "BadReply", "StartError",
     "ConnectionError", "TimeoutError", "SSLError", "CertificateError", "HTTPException",
+    "CandidateDataError",   # graders.decode: bytes the bounded decoder refused
 })
 
 
@@ -149,7 +148,11 @@ class GradeEnv:
         self.driver_name = driver_name
         self.seed = seed
         self.progress = progress
-        self.token = token_for_seed(seed)
+        # Ids and the token come from a secret random per grade (graders/ids.py), never
+        # from the seed or the check: a submission cannot tell which check is running
+        # from what it receives. Inputs and faults still come from the seed (replays).
+        self.ids = GradeIds()
+        self.token = self.ids.token()
         self.env_overrides = dict(SHARED_ENV, **(env_overrides or {}))
         self._topo = None
         self._start_failure: BaseException | None = None
@@ -308,7 +311,6 @@ class CheckContext:
         self.token = env.token
         self.timeline: list[dict] = []
         self._t0 = time.monotonic()
-        self._ids = 0
         self.log_roles_of_interest: set[str] = set()
 
     @property
@@ -328,10 +330,13 @@ class CheckContext:
         self.timeline.append({"t": round(time.monotonic() - self._t0, 3), "kind": kind,
                               "text": text})
 
-    def task_id(self, prefix: str) -> str:
-        self._ids += 1
-        tag = hashlib.sha1(f"{self.seed}:{self.run}:{self.spec.id}".encode()).hexdigest()[:6]
-        return f"{prefix}-{tag}-{self._ids}"
+    def task_id(self, _label: str | None = None) -> str:
+        """A fresh task id from the grade's secret (graders/ids.py). An argument, if a
+        check passes one, is ignored: nothing about the check may reach the id."""
+        return self.env.ids.task_id()
+
+    def msg_id(self) -> str:
+        return self.env.ids.msg_id()
 
     def fail(self, message: str, **kw):
         raise CheckFailed(message, **kw)

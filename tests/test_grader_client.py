@@ -130,6 +130,9 @@ def test_reset_is_classified(server):
     (b"\xff\xfe garbage\n", "not UTF-8"),
     (b"not json\n", "not JSON"),
     (b"[1,2]\n", "not an object"),
+    (b"[" * 3000 + b"\n", "nested deeper than 64 levels"),       # graders/decode.py bounds
+    (b'{"v": NaN}\n', "NaN is not JSON"),
+    (b'{"v": 1e400}\n', "a number too large for a double"),
 ])
 def test_bad_replies(server, reply, reason):
     s = server(lambda c, line: c.sendall(reply))

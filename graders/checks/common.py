@@ -12,6 +12,23 @@ import time
 from graders.checks import promtext
 from graders.checks.registry import CheckFailed
 from graders.client import Connection, http_get, make_request
+from graders.decode import CandidateDataError, decode_json
+
+#: Bounds of the one decoder (graders/decode.py) for what checks read from the candidate:
+#: HTTP bodies (http_get's own cap), memory records (SPEC §11.1: at most 16 MiB), log lines.
+HTTP_BODY_MAX = 16 * 1024 * 1024
+RECORD_MAX = 16 * 1024 * 1024
+LOG_LINE_MAX = 4 * 1024 * 1024
+
+
+def loads(data, what: str = "candidate JSON", *, max_bytes: int = HTTP_BODY_MAX):
+    """Candidate JSON (an HTTP body, a record, a log line) through the bounded decoder.
+
+    Raises CandidateDataError, a ValueError: `except ValueError` around a read keeps
+    meaning "the candidate sent something that is not the JSON we need", and a line of
+    `[` x 3000 or a 10 MB body can no longer make the grader's own parsing crash (which
+    would have been a grader error, not counted against the candidate)."""
+    return decode_json(data, what=what, max_bytes=max_bytes)
 
 ERRORS = {  # name: (code, definite, retryable, required detail keys)
     "timeout": (1, False, True, ("step", "timeout_ms")),
@@ -125,11 +142,12 @@ def read_record(ctx, role: str, task_id: str, *, what: str = "") -> tuple[bytes,
         raise CheckFailed(prefix + f"$FD_MEMORY_DIR/{rel} cannot be read", expected="a readable file",
                           received=f"{type(exc).__name__}: {exc}", hint=hint) from None
     try:
-        obj = json.loads(data)
-    except ValueError:
-        obj = None
+        obj = loads(data, f"record {rel}", max_bytes=RECORD_MAX)
+        why = ""
+    except CandidateDataError as exc:
+        obj, why = None, f" ({exc.reason})"
     if not isinstance(obj, dict):
-        raise CheckFailed(prefix + f"$FD_MEMORY_DIR/{rel} must hold one JSON object",
+        raise CheckFailed(prefix + f"$FD_MEMORY_DIR/{rel} must hold one JSON object{why}",
                           expected="a UTF-8 JSON object", received=data[:300], hint=hint)
     return data, obj
 
@@ -260,7 +278,7 @@ def log_records(ctx, role: str, start: int = 0) -> list[dict]:
     out = []
     for line in ctx.deployment.logs(role, "stderr")[start:]:
         try:
-            obj = json.loads(line)
+            obj = loads(line, "log line", max_bytes=LOG_LINE_MAX)
         except ValueError:
             continue
         if isinstance(obj, dict):

@@ -128,7 +128,7 @@ def connections_closed(ctx):
     n = max(12, 2 * bound + 4)
     starts = {a: len(topo.agent_proxy[a].events) for a in AGENTS}
     for _ in range(n):
-        tid = ctx.task_id("conns")
+        tid = ctx.task_id()
         req, reply = submit(ctx, tid, oracle.generate_input(ctx.rng, 4))
         expect_ok(reply, "submit", sent=req, token=ctx.token, what="a task while connections are counted")
     time.sleep(SETTLE_S)

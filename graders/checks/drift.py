@@ -59,7 +59,7 @@ def client_drift(ctx):
     naming the path; each service keeps serving."""
     task_input = oracle.generate_input(ctx.rng, 4)
     good = {"task_type": "triage", "input": task_input}
-    tid = ctx.task_id("drift")
+    tid = ctx.task_id()
 
     def frame(**changes):
         f = make_request("submit", good, token=ctx.token, task_id=tid)
@@ -144,7 +144,7 @@ def agent_drift_schema(ctx):
     fails with upstream_failed, cause schema_violation whose path points into
     $.payload..., attempts 1, and the agent saw exactly one collect."""
     task_input = oracle.generate_input(ctx.rng, 6, bad_fraction=0.0)
-    tid = ctx.task_id("agentdrift")
+    tid = ctx.task_id()
     with fake_upstream(ctx, "collector", "drift_schema") as fake:
         req, reply = submit(ctx, tid, task_input)
         d = _expect_upstream_failed(ctx, reply, req, cause_code=21, what="a drifted collect reply")
@@ -165,7 +165,7 @@ def agent_version_only(ctx):
     task with upstream_failed (cause unsupported_version, attempts 1) and /readyz answers
     503 naming the collector."""
     task_input = oracle.generate_input(ctx.rng, 5)
-    tid = ctx.task_id("v2agent")
+    tid = ctx.task_id()
     with fake_upstream(ctx, "collector", "v2_only") as fake:
         req, reply = submit(ctx, tid, task_input)
         _expect_upstream_failed(ctx, reply, req, cause_code=22, what="an agent without a common version")

@@ -42,7 +42,7 @@ def retry_backoff(ctx):
     upstream_failed naming analyze/analyzer, attempts = max, cause internal_error."""
     s = _settings(ctx)
     task_input = oracle.generate_input(ctx.rng, 10)
-    tid = ctx.task_id("reset")
+    tid = ctx.task_id()
     with fake_upstream(ctx, "analyzer", "internal_error") as fake:
         req, reply = submit(ctx, tid, task_input)
         time.sleep(0.2)
@@ -82,7 +82,7 @@ def transient_recovery(ctx):
     number of failures is fixed by the relay, so the outcome does not depend on timing;
     the spacing of the retries is orchestration.retry_backoff's subject, not this one's."""
     task_input = oracle.generate_input(ctx.rng, 15)
-    tid = ctx.task_id("transient")
+    tid = ctx.task_id()
     with relayed_upstream(ctx, "analyzer", WorkResetter, "analyze", tid, 2,
                           what="the first two analyze requests for the task are reset") as relay:
         req, reply = submit(ctx, tid, task_input)
@@ -113,7 +113,7 @@ def no_retry_definite(ctx):
     """The collector refuses work as unauthorized (20: definite, not retryable), as an
     agent holding another token would: the task fails with upstream_failed naming
     collect/collector, attempts 1, cause 20, and the agent saw exactly one collect."""
-    tid = ctx.task_id("definite")
+    tid = ctx.task_id()
     with fake_upstream(ctx, "collector", "unauthorized") as fake:
         req, reply = submit(ctx, tid, oracle.generate_input(ctx.rng, 6))
         time.sleep(0.15)
@@ -137,7 +137,7 @@ def blackhole_deadline(ctx):
     FD_TASK_DEADLINE_MS + 1 s after submitting, and status shows the task failed."""
     s = _settings(ctx)
     task_input = oracle.generate_input(ctx.rng, 8)
-    tid = ctx.task_id("blackhole")
+    tid = ctx.task_id()
     proxy = ctx.topo.agent_proxy["analyzer"]
     tox = proxy.add(Timeout(timeout_ms=0, stream="downstream"))
     ctx.note("fault", "analyzer blackholed (replies dropped, connections kept open)")
@@ -176,7 +176,7 @@ def agent_restart(ctx):
     dep = ctx.deployment
     s = _settings(ctx)
     task_input = oracle.generate_input(ctx.rng, 10)
-    tid = ctx.task_id("deadagent")
+    tid = ctx.task_id()
     dep.kill("collector")
     dep.wait("collector", 5.0)
     ctx.note("fault", "collector SIGKILLed")

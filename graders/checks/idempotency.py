@@ -27,7 +27,7 @@ def replay_conflict(ctx):
     replay:true and the same result, no agent executes again; a different payload under
     the same task_id: idempotency_conflict (30)."""
     task_input = oracle.generate_input(ctx.rng, 30)
-    tid = ctx.task_id("idem")
+    tid = ctx.task_id()
     req, first = submit(ctx, tid, task_input)
     p1 = expect_ok(first, "submit", sent=req, token=ctx.token)
     agents = ("collector", "analyzer", "reporter")
@@ -68,7 +68,7 @@ def in_progress(ctx):
     idempotency_conflict (30); the task then finishes correctly."""
     topo = ctx.topo
     task_input = oracle.generate_input(ctx.rng, 10)
-    tid = ctx.task_id("slow")
+    tid = ctx.task_id()
     tox = topo.agent_proxy["collector"].add(Latency(latency_ms=200, stream="downstream"))
     tox2 = topo.agent_proxy["analyzer"].add(Latency(latency_ms=200, stream="downstream"))
     ctx.note("fault", "collector and analyzer replies delayed 200 ms")
@@ -120,7 +120,7 @@ def agent_replay(ctx):
     so that steps_executed_total{step=collect} grows by exactly one."""
     proxy = ctx.topo.agent_proxy["collector"]
     task_input = oracle.generate_input(ctx.rng, 12)
-    tid = ctx.task_id("drop")
+    tid = ctx.task_id()
     executed0 = optional_metric(ctx, "collector", "faultdrill_steps_executed_total", step="collect")
     replayed0 = optional_metric(ctx, "collector", "faultdrill_steps_replayed_total", step="collect")
     n_events = len(proxy.events)
@@ -168,7 +168,7 @@ def agent_conflict(ctx):
     (task_id, step) with a DIFFERENT input gets idempotency_conflict (30) naming the task,
     neither replaying the stored output nor executing; the original input then still
     replays (replay:true, the original output), so the conflict overwrote nothing."""
-    tid = ctx.task_id("agent-conflict")
+    tid = ctx.task_id()
     first_input = oracle.generate_input(ctx.rng, 8)
     payload_a = {"source": first_input["source"], "records": first_input["records"]}
     payload_b = dict(payload_a, records=list(payload_a["records"]) + ["2026-01-01T00:00:00Z info conflict 7 other input"])

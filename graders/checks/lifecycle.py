@@ -35,7 +35,7 @@ def sigterm_drain(ctx):
     dep = ctx.deployment
     grace = int(topo.settings.get("FD_SHUTDOWN_GRACE_MS", 5000)) / 1000
     task_input = oracle.generate_input(ctx.rng, 10)
-    tid = ctx.task_id("drain")
+    tid = ctx.task_id()
     proxy = topo.agent_proxy["collector"]
     n0 = len(proxy.events)
     t1 = proxy.add(Latency(latency_ms=150, stream="downstream"))
@@ -207,7 +207,7 @@ def _tls_hello(ep, sslctx, token) -> dict:
 
 def _tls_task(ctx, topo, sslctx):
     task_input = oracle.generate_input(ctx.rng, 8)
-    tid = ctx.task_id("tls")
+    tid = ctx.task_id()
     req = make_request("submit", {"task_type": "triage", "input": task_input}, token=ctx.token, task_id=tid)
     with topo.connect(direct=True, ssl_context=sslctx) as c:
         reply = c.request(req, timeout=10.0)

@@ -29,7 +29,7 @@ def durable_task_log(ctx):
     work) and a different payload is still a conflict."""
     dep = ctx.deployment
     task_input = oracle.generate_input(ctx.rng, 20)
-    tid = ctx.task_id("durable")
+    tid = ctx.task_id()
     req, reply = submit(ctx, tid, task_input)
     p1 = expect_ok(reply, "submit", sent=req, token=ctx.token)
     rel = f"records/{tid}.json"
@@ -63,9 +63,10 @@ def durable_task_log(ctx):
     expect_error(reply, "idempotency_conflict", sent=req, token=ctx.token, what="conflict after restart")
 
 
-def _corruptions(tid_list, valid_record: bytes, valid_obj: dict):
+def _corruptions(tid_list, valid_record: bytes, valid_obj: dict, other_task_id: str):
     """(kind, task_id, bytes or None for 'replace by a directory'). `valid_obj` is the
-    parsed record (read_record has checked it is a JSON object)."""
+    parsed record (read_record has checked it is a JSON object); `other_task_id` a fresh
+    id (graders/ids.py) for the record that claims another task."""
     kinds = [
         ("not JSON", b"\x00garbage{{{ not json"),
         ("truncated JSON", valid_record[: len(valid_record) // 2]),
@@ -78,7 +79,7 @@ def _corruptions(tid_list, valid_record: bytes, valid_obj: dict):
     out = []
     for (kind, data), tid in zip(kinds, tid_list):
         if kind == "task_id of another file":
-            rec = dict(valid_obj, task_id="someone-else")
+            rec = dict(valid_obj, task_id=other_task_id)
             data = json.dumps(rec).encode()
         elif kind == "over 16 MiB":
             data = b" " * (SIXTEEN_MIB + 1) + valid_record
@@ -142,7 +143,7 @@ def corrupt_agent(ctx):
     dep = ctx.deployment
     inputs = {}
     for _ in range(7):
-        tid = ctx.task_id("corrupt-a")
+        tid = ctx.task_id()
         inputs[tid] = oracle.generate_input(ctx.rng, 6)
         req, reply = send(ctx, "collector", "collect",
                           {"source": inputs[tid]["source"], "records": inputs[tid]["records"]}, task_id=tid)
@@ -154,7 +155,7 @@ def corrupt_agent(ctx):
         raise CheckFailed("agent records must be at $FD_MEMORY_DIR/records/<task_id>.json",
                           expected=[f"records/{t}.json" for t in missing[:3]], received=files[:10])
     valid, valid_obj = read_record(ctx, "collector", tids[0], what="a stored collect")
-    damaged = _corruptions(tids, valid, valid_obj)
+    damaged = _corruptions(tids, valid, valid_obj, ctx.task_id())
     dep.stop("collector")
     for kind, tid, data in damaged:
         if data is None:
@@ -185,14 +186,14 @@ def corrupt_orchestrator(ctx):
     dep = ctx.deployment
     inputs = {}
     for _ in range(2):
-        tid = ctx.task_id("corrupt-o")
+        tid = ctx.task_id()
         inputs[tid] = oracle.generate_input(ctx.rng, 8)
         req, reply = submit(ctx, tid, inputs[tid])
         expect_ok(reply, "submit", sent=req, token=ctx.token)
     tids = list(inputs)
     read_record(ctx, "orchestrator", tids[0], what="a succeeded task")
     _valid, rec = read_record(ctx, "orchestrator", tids[1], what="a succeeded task")
-    rec = dict(rec, task_id="someone-else")
+    rec = dict(rec, task_id=ctx.task_id())
     damaged = [("not JSON", tids[0], b"}{ definitely not a record"),
                ("task_id of another file", tids[1], json.dumps(rec).encode())]
     dep.stop("orchestrator")
@@ -225,7 +226,7 @@ def retention(ctx):
         pruned0 = optional_metric(ctx, "reporter", "faultdrill_memory_pruned_total")
         tids = []
         for _ in range(5):
-            tid = ctx.task_id("retain")
+            tid = ctx.task_id()
             task_input = oracle.generate_input(ctx.rng, 6)
             analysis = oracle.run_route(["collect", "analyze"], task_input)["analyze"]
             req, reply = send(ctx, "reporter", "report",

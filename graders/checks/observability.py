@@ -6,13 +6,12 @@ task across four processes; the check does exactly that with the candidate's own
 """
 from __future__ import annotations
 
-import json
 import re
 
 from graders import oracle
 from graders.checks import promtext
-from graders.checks.common import (dig, expect_error, expect_ok, http, log_count, log_records,
-                                   redact, send, submit, wait_for_logs)
+from graders.checks.common import (LOG_LINE_MAX, dig, expect_error, expect_ok, http, loads, log_count,
+                                   log_records, redact, send, submit, wait_for_logs)
 from graders.checks.fake_agent import fake_upstream
 from graders.checks.registry import CheckFailed, check
 
@@ -52,14 +51,14 @@ def json_logs(ctx):
     (request with type+outcome; unauthorized on every service that refused the bad token;
     orchestrator task_received, step_attempt, retry_scheduled, task_succeeded, task_failed)."""
     topo = ctx.topo
-    ok_tid = ctx.task_id("logs-ok")
+    ok_tid = ctx.task_id()
     req, reply = submit(ctx, ok_tid, oracle.generate_input(ctx.rng, 5))
     expect_ok(reply, "submit", sent=req, token=ctx.token)
     proxy = topo.agent_proxy["reporter"]
     proxy.set_down(True)
     ctx.note("fault", "reporter unreachable (proxy down)")
     try:
-        fail_tid = ctx.task_id("logs-fail")
+        fail_tid = ctx.task_id()
         submit(ctx, fail_tid, oracle.generate_input(ctx.rng, 5))
     finally:
         proxy.set_down(False)
@@ -85,7 +84,7 @@ def json_logs(ctx):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = loads(line, "log line", max_bytes=LOG_LINE_MAX)
             except ValueError:
                 obj = None
             prob = _line_problem(obj, role)
@@ -120,12 +119,12 @@ def trace_propagation(ctx):
     topo = ctx.topo
     trace_id = "".join(ctx.rng.choice("0123456789abcdef") for _ in range(32))
     tp = f"00-{trace_id}-{''.join(ctx.rng.choice('0123456789abcdef') for _ in range(16))}-01"
-    tid = ctx.task_id("trace")
+    tid = ctx.task_id()
     starts = {r: log_count(ctx, r) for r in ROLES}
     n0 = {r: len(topo.agent_proxy[r].events) for r in ("collector", "analyzer", "reporter")}
     req, reply = submit(ctx, tid, oracle.generate_input(ctx.rng, 5), traceparent=tp)
     expect_ok(reply, "submit", sent=req, token=ctx.token)
-    tid2 = ctx.task_id("trace-new")
+    tid2 = ctx.task_id()
     req, reply = submit(ctx, tid2, oracle.generate_input(ctx.rng, 5))
     expect_ok(reply, "submit", sent=req, token=ctx.token)
     for role in ROLES:
@@ -161,7 +160,7 @@ def health_endpoints(ctx):
         for path, want in (("/livez", {"status": "ok"}), ("/readyz", {"status": "ready"})):
             status, _h, body = http(ctx, role, path)
             try:
-                obj = json.loads(body)
+                obj = loads(body)
             except ValueError:
                 obj = body[:200]
             if status != 200 or obj != want:
@@ -227,7 +226,7 @@ def metrics_format(ctx):
 def dashboard(ctx):
     """GET / is an HTML page listing a recent task; /api/tasks lists it; /api/tasks/<id>
     is its status payload; an unknown id is 404 {"error":"not_found"}."""
-    tid = ctx.task_id("dash")
+    tid = ctx.task_id()
     req, reply = submit(ctx, tid, oracle.generate_input(ctx.rng, 5))
     expect_ok(reply, "submit", sent=req, token=ctx.token)
     status, headers, body = http(ctx, "orchestrator", "/")
@@ -237,7 +236,7 @@ def dashboard(ctx):
                           received=(status, headers.get("content-type"), body[:300]))
     status, _h, body = http(ctx, "orchestrator", "/api/tasks")
     try:
-        tasks = json.loads(body)["tasks"]
+        tasks = loads(body)["tasks"]
         ids = [t["task_id"] for t in tasks] if isinstance(tasks, list) else None
         if ids is None:
             raise TypeError("tasks is not a list")
@@ -247,15 +246,15 @@ def dashboard(ctx):
         raise CheckFailed("/api/tasks must list the task", expected=tid, received=ids[:10])
     status, _h, body = http(ctx, "orchestrator", f"/api/tasks/{tid}")
     try:
-        obj = json.loads(body)
+        obj = loads(body)
     except ValueError:
         obj = None
     if status != 200 or not isinstance(obj, dict) or obj.get("task_id") != tid or obj.get("status") != "succeeded":
         raise CheckFailed(f"/api/tasks/{tid} must be the task's status payload",
                           expected={"task_id": tid, "status": "succeeded"}, received=(status, body[:300]))
-    status, _h, body = http(ctx, "orchestrator", "/api/tasks/" + ctx.task_id("nope"))
+    status, _h, body = http(ctx, "orchestrator", "/api/tasks/" + ctx.task_id())
     try:
-        obj = json.loads(body)
+        obj = loads(body)
     except ValueError:
         obj = None
     if status != 404 or obj != {"error": "not_found"}:
@@ -271,13 +270,13 @@ def alerts(ctx):
     severity critical, value >= 0.5, since an RFC 3339 time."""
     with fake_upstream(ctx, "collector", "unauthorized"):
         for _ in range(12):
-            tid = ctx.task_id("alert")
+            tid = ctx.task_id()
             req, reply = submit(ctx, tid, oracle.generate_input(ctx.rng, 4))
             expect_error(reply, "upstream_failed", sent=req, token=ctx.token, what="a task whose collect is refused")
     ctx.note("action", "12 tasks failed with upstream_failed")
     status, _h, body = http(ctx, "orchestrator", "/api/alerts")
     try:
-        alerts_ = json.loads(body)["alerts"]
+        alerts_ = loads(body)["alerts"]
     except (ValueError, KeyError, TypeError):
         alerts_ = None
     if not isinstance(alerts_, list):

@@ -32,7 +32,7 @@ def busy_queue(ctx):
     workers, queue = int(settings.get("FD_WORKERS", 4)), int(settings.get("FD_QUEUE_SIZE", 64))
     n = workers + queue + 10
     ep = topo.deployment.endpoint("orchestrator")
-    inputs = [(ctx.task_id("load"), oracle.generate_input(ctx.rng, 6)) for _ in range(n)]
+    inputs = [(ctx.task_id(), oracle.generate_input(ctx.rng, 6)) for _ in range(n)]
     busy0 = optional_metric(ctx, "orchestrator", "faultdrill_busy_rejections_total")
     results: list = [None] * n
     conns = [Connection(ep.host, ep.port, timeout=10.0) for _ in range(n)]

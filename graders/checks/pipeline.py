@@ -44,7 +44,7 @@ def triage_oracle(ctx):
     the default triage route; the whole result must equal the oracle's."""
     for n in (0, 7, 60, 300):
         task_input = oracle.generate_input(ctx.rng, n)
-        tid = ctx.task_id("triage")
+        tid = ctx.task_id()
         ctx.note("action", f"submit triage {tid} with {n} records")
         req, reply = submit(ctx, tid, task_input)
         payload = _expect_result(ctx, tid, "triage", task_input, reply, req)
@@ -61,14 +61,14 @@ def routes(ctx):
     step's output, and steps lists exactly those steps."""
     for task_type, steps in (("parse", ["collect"]), ("stats", ["collect", "analyze"])):
         task_input = oracle.generate_input(ctx.rng, 25)
-        tid = ctx.task_id(task_type)
+        tid = ctx.task_id()
         req, reply = submit(ctx, tid, task_input, task_type=task_type)
         payload = _expect_result(ctx, tid, task_type, task_input, reply, req)
         got = [s.get("step") for s in payload.get("steps") or [] if isinstance(s, dict)]
         if got != steps:
             raise CheckFailed(f"{task_type} must run exactly {steps}", expected=steps, received=got,
                               hint="Read the route from FD_ROUTES (default in SPEC §10.1).")
-    tid = ctx.task_id("unknown-type")
+    tid = ctx.task_id()
     req, reply = send(ctx, "orchestrator", "submit",
                       {"task_type": "frobnicate", "input": oracle.generate_input(ctx.rng, 3)},
                       task_id=tid)
@@ -86,7 +86,7 @@ def status_list(ctx):
     succeeded with the oracle's result and a step timeline; list shows the task newest
     first; an unknown task_id is not_found (41)."""
     task_input = oracle.generate_input(ctx.rng, 20)
-    tid = ctx.task_id("async")
+    tid = ctx.task_id()
     req, reply = submit(ctx, tid, task_input, wait=False)
     payload = expect_ok(reply, "submit", sent=req, token=ctx.token, what="submit with wait:false")
     if payload.get("status") not in ("queued", "running", "succeeded"):
@@ -108,7 +108,7 @@ def status_list(ctx):
         if not isinstance(s, dict) or s.get("status") != "succeeded" or not isinstance(s.get("attempts"), int) or s["attempts"] < 1:
             raise CheckFailed("each step in status must be succeeded with attempts >= 1",
                               received=steps)
-    tid2 = ctx.task_id("async")
+    tid2 = ctx.task_id()
     req, reply = submit(ctx, tid2, oracle.generate_input(ctx.rng, 5))
     expect_ok(reply, "submit", sent=req, token=ctx.token)
     req, reply = send(ctx, "orchestrator", "list", {"limit": 1000})
@@ -121,6 +121,6 @@ def status_list(ctx):
     lst = expect_ok(reply, "list", sent=req, token=ctx.token)
     if not isinstance(lst.get("tasks"), list) or len(lst["tasks"]) != 1:
         raise CheckFailed("list with limit 1 must return exactly one task", received=lst)
-    missing = ctx.task_id("never-submitted")
+    missing = ctx.task_id()
     req, reply = send(ctx, "orchestrator", "status", {}, task_id=missing)
     expect_error(reply, "not_found", sent=req, token=ctx.token, what="status of an unknown task")

@@ -13,7 +13,8 @@ import json
 from graders import oracle
 from graders.faults import hostile
 from graders.checks.common import (CODE_TO_NAME, dig, error_problems, expect_error, expect_ok, http,
-                                   metric_delta, optional_metric, redact, send)
+                                   loads, metric_delta, optional_metric, redact, send)
+from graders.decode import CandidateDataError, decode_object
 from graders.checks.registry import CheckFailed, check
 from graders.client import Connection, ConnectionClosed, make_request
 
@@ -63,7 +64,7 @@ def token_refused(ctx):
     record appears for the task and no step executes."""
     dep = ctx.deployment
     for role in ROLES:
-        tid = ctx.task_id(f"unauth-{role[:4]}")
+        tid = ctx.task_id()
         payload = _work_payload(ctx, role)
         executed0 = optional_metric(ctx, role, "faultdrill_steps_executed_total") if role != "orchestrator" else None
         with Connection(dep.endpoint(role).host, dep.endpoint(role).port, timeout=5.0) as conn:
@@ -256,28 +257,11 @@ def _decode_line(raw: bytes):
     object, NaN/Infinity, a number too large for a double, a lone surrogate, too deep)."""
     line = raw[:-1] if raw.endswith(b"\r") else raw
 
-    def bad_constant(name):
-        raise _Malformed(name)
-
-    def parse_float(text):
-        value = float(text)
-        if value in (float("inf"), float("-inf")):
-            raise _Malformed("number too large")
-        return value
-
-    def parse_int(text):
-        value = int(text)
-        if abs(value) > 1.7976931348623157e308:
-            raise _Malformed("number too large")
-        return value
-
     try:
-        text = line.decode("utf-8")
-        obj = json.loads(text, parse_constant=bad_constant, parse_float=parse_float, parse_int=parse_int)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _Malformed(str(exc)) from None
-    if not isinstance(obj, dict):
-        raise _Malformed("not an object")
+        # The one bounded decoder (graders/decode.py) reads the frame by SPEC §4's rules.
+        obj = decode_object(line, what="frame", max_bytes=16 * 1024 * 1024, max_depth=32)
+    except CandidateDataError as exc:
+        raise _Malformed(exc.reason) from None
     _check_value(obj)
     return obj
 
@@ -461,7 +445,7 @@ def hostile_fuzz(ctx):
                           hint="Check the order of SPEC §7 and that every type of every field is validated.")
     for role in ROLES:
         hello = make_request("hello", {"versions": [1], "role": "orchestrator"}, token=ctx.token,
-                             msg_id=f"fuzz-alive-{role}-{ctx.seed}")
+                             msg_id=ctx.msg_id())
         with Connection(dep.endpoint(role).host, dep.endpoint(role).port, timeout=5.0) as c:
             reply = c.request(hello, timeout=5.0)
         payload = expect_ok(reply, "hello", sent=hello, token=ctx.token, what=f"{role} after fuzzing")
@@ -472,7 +456,7 @@ def hostile_fuzz(ctx):
                               received=redact(reply, ctx.token))
         status, _h, body = http(ctx, role, "/livez")
         try:
-            live = json.loads(body)
+            live = loads(body)
         except ValueError:
             live = body[:100]
         if status != 200 or live != {"status": "ok"}:

@@ -8,12 +8,13 @@ closed, threads joined within a bound) and no socket outlives `close()`.
 """
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import threading
 import time
 from typing import Callable, Iterator
+
+from graders.decode import try_decode_object
 
 __all__ = ["LoopbackServer", "read_chunks", "read_lines", "parse_frame", "abort", "close_quietly",
            "TICK", "MAX_PARTIAL_LINE"]
@@ -73,11 +74,7 @@ def read_lines(sock: socket.socket, stop: threading.Event, *,
 def parse_frame(line: bytes) -> dict | None:
     """The JSON object on `line`, or None when it is not one (a fault server never fails
     on a peer's garbage; what to do with it is the caller's policy)."""
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
+    return try_decode_object(line, max_bytes=MAX_PARTIAL_LINE)
 
 
 class LoopbackServer:

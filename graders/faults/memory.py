@@ -12,6 +12,8 @@ import json
 import random
 from typing import Callable
 
+from graders.decode import decode_object
+
 __all__ = ["truncated", "garbage", "wrong_shape", "empty", "oversized", "unreadable",
            "mismatched_task_id", "not_utf8", "CORRUPTIONS", "MAX_RECORD_BYTES"]
 
@@ -51,8 +53,10 @@ def oversized(mb: int = 17) -> bytes:
 
 
 def mismatched_task_id(data: bytes, other_task_id: str = "someone-else") -> bytes:
-    """A well-formed record whose task_id does not match its file name."""
-    record = json.loads(data)
+    """A well-formed record whose task_id does not match its file name. `data` is the
+    candidate's own record, read through the bounded decoder (a record that is not a JSON
+    object is the candidate's failure, CandidateDataError, not a grader crash)."""
+    record = decode_object(data, what="memory record", max_bytes=MAX_RECORD_BYTES)
     record["task_id"] = other_task_id
     return json.dumps(record).encode()
 

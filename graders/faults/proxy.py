@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
 import queue
 import random
 import socket
@@ -30,6 +29,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from graders.decode import try_decode_object
 
 __all__ = ["FaultProxy", "ProxyEvent", "Toxic", "Latency", "Bandwidth", "SlowClose", "Timeout",
            "ResetPeer", "Slicer", "LimitData", "DropReply", "Duplicate", "Corrupt", "Partition"]
@@ -142,11 +143,9 @@ class ProxyEvent:
 
 
 def _decode(line: bytes) -> tuple[dict | None, bytes | None]:
-    try:
-        obj = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None, line[:4096]
-    return (obj, None) if isinstance(obj, dict) else (None, line[:4096])
+    """A recorded frame through the one bounded decoder (graders/decode.py)."""
+    obj = try_decode_object(line, max_bytes=_MAX_LINE)
+    return (obj, None) if obj is not None else (None, line[:4096])
 
 
 # --- one connection --------------------------------------------------------------------
