@@ -91,6 +91,13 @@ def test_dashboard_lists_tasks_with_timelines_and_errors(browser, tmp_path):
             reply = ref.submit(tid, _records(6, "web-1"))
             assert reply["type"] == "submit_ok", reply
         assert ref.submit(parse_id, _records(3, "db-1"), task_type="parse")["type"] == "submit_ok"
+        with ref.client() as c:                    # two requests refused before any pipeline
+            wrong = c.request({"v": 1, "type": "submit", "msg_id": "m-wrong", "task_id": "t-w",
+                               "token": "WRONG-" + run, "payload": {}})
+            assert wrong["error"]["name"] == "unauthorized", wrong
+            bad = c.request(ref.envelope("submit", {"task_type": "triage"}, task_id=f"bad-{run}",
+                                         msg_id=f"m-bad-{run}"))
+            assert bad["error"]["name"] == "schema_violation", bad
         ref.kill("analyzer")                       # the next task fails at analyze
         failed = ref.submit(fail_id, _records(2, "web-2"))
         assert failed["type"] == "error" and failed["error"]["name"] == "upstream_failed", failed
@@ -102,33 +109,53 @@ def test_dashboard_lists_tasks_with_timelines_and_errors(browser, tmp_path):
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             body = page.inner_text("body")
             assert ref.token not in page.content()  # SPEC §12: never on the dashboard
-            rows = page.locator("tbody tr")
+            rows = page.locator("#tasks tbody tr")
             assert rows.count() >= 4, f"the dashboard shows {rows.count()} task rows:\n{body[:2000]}"
             for tid in ok_ids + [parse_id, fail_id]:
                 assert tid in body, f"task {tid} is not visible on the dashboard"
 
             # Each task's step timeline: a triage task shows its three steps, visible on screen.
-            row = page.locator("tbody tr", has_text=ok_ids[0])
+            row = page.locator("#tasks tbody tr", has_text=ok_ids[0])
             assert row.locator(".status").inner_text().strip() == "succeeded"
-            steps = row.locator("ol.timeline li")
+            steps = row.locator("ol.timeline > li")
             assert steps.count() == 3
             texts = [steps.nth(i).inner_text() for i in range(3)]
             for step, text in zip(("collect", "analyze", "report"), texts):
                 assert text.startswith(step) and "succeeded" in text, texts
             assert steps.first.is_visible()
             # The parse route ran only collect.
-            assert page.locator("tbody tr", has_text=parse_id).locator("ol.timeline li").count() == 1
+            assert page.locator("#tasks tbody tr", has_text=parse_id).locator("ol.timeline > li").count() == 1
 
             # The failed task: status, the failing step and a readable error.
-            frow = page.locator("tbody tr", has_text=fail_id)
+            frow = page.locator("#tasks tbody tr", has_text=fail_id)
             assert frow.locator(".status").inner_text().strip() == "failed"
             ftext = frow.inner_text()
             assert "upstream_failed" in ftext and "analyze" in ftext
             red = frow.locator(".status").evaluate("el => getComputedStyle(el).color")
             green = row.locator(".status").evaluate("el => getComputedStyle(el).color")
             assert red != green, "failed and succeeded tasks look the same"
+            # Each of its analyze attempts: number, start time, duration, cause; and its trace id.
+            attempts = frow.locator("li.step", has_text="analyze").locator("ul.attempts li")
+            assert attempts.count() == int(FAST_ENV["FD_RETRY_MAX_ATTEMPTS"]), ftext
+            first = attempts.first.inner_text()
+            assert re.match(r"#1 \d\d:\d\d:\d\d\.\d{3} [\d.]+ ms transport (timeout|internal_error) \(", first), first
+            assert attempts.first.is_visible()
+            trace = frow.locator(".trace").inner_text().strip()
+            assert re.fullmatch(r"trace [0-9a-f]{32}", trace), trace
+            assert {r.get("trace_id") for r in ref.logs("orchestrator") if r.get("task_id") == fail_id} \
+                == {trace.split()[1]}
             frow.scroll_into_view_if_needed()
             frow.screenshot(path=str(ARTIFACTS / "dashboard-failed-task.png"))
+
+            # The requests refused before the pipeline: counted by reason, the recent ones listed.
+            assert page.locator("h2#refused").inner_text() == "Refused requests (2)"
+            counts = page.locator("p.counts").inner_text()
+            assert "unauthorized 1" in counts and "schema_violation 1" in counts, counts
+            recent = page.locator("#refused-recent tbody tr")
+            assert recent.count() == 2 and recent.first.is_visible()
+            assert f"m-bad-{run}" in recent.first.inner_text()  # newest first, its msg_id kept
+            assert "WRONG-" + run not in page.content()          # nothing of the refused peer's token
+            page.locator("#refused-recent").screenshot(path=str(ARTIFACTS / "dashboard-refused.png"))
         finally:
             ctx.close()
 

@@ -70,12 +70,16 @@ def run_pipeline(steps: list[str], task_input: dict, thresholds: dict, *,
                  now_iso: Callable[[], str] = lambda: "",
                  on_event: Callable[..., None] = lambda event, **fields: None,
                  step_records: list[dict] | None = None,
-                 on_change: Callable[[], None] = lambda: None) -> Outcome:
+                 on_change: Callable[[], None] = lambda: None,
+                 on_attempt: Callable[[dict], None] = lambda entry: None) -> Outcome:
     """Run ``steps`` in order; return the last step's output or the error that ended the task.
 
     ``deadline`` is on the ``clock`` scale. ``step_records`` (appended to as steps start)
     lets the caller show progress while the pipeline runs; ``on_change`` is called after
-    each change so the caller can persist it.
+    each change so the caller can persist it. ``on_attempt`` receives one entry per
+    finished attempt (``attempt_entry``): when it started, how long it took, how it
+    ended. It is kept apart from the step records because those are the contract's
+    (``status_ok``/``task_record`` schemas), while attempt timings are the dashboard's.
     """
     rng = rng or random.Random()
     records = step_records if step_records is not None else []
@@ -84,6 +88,13 @@ def run_pipeline(steps: list[str], task_input: dict, thresholds: dict, *,
     def timeout_error(step: str) -> dict:
         return ProtocolError("timeout", f"task deadline of {deadline_ms} ms passed during step {step}",
                              step=step, timeout_ms=deadline_ms).error_object()
+
+    if deadline - clock() <= 0:
+        # The deadline passed while the task was queued: no step is attempted, and
+        # details.step is null (SPEC §10.3).
+        err = ProtocolError("timeout", f"task deadline of {deadline_ms} ms passed before any step started",
+                            step=None, timeout_ms=deadline_ms).error_object()
+        return Outcome(False, error=err, steps=records)
 
     for step in steps:
         agent = STEP_AGENT[step]
@@ -111,20 +122,27 @@ def run_pipeline(steps: list[str], task_input: dict, thresholds: dict, *,
             on_change()
             on_event("step_attempt", step=step, attempt=attempts, agent=agent)
             timeout_s = min(settings.attempt_timeout_ms / 1000.0, left)
+            attempt_started_at, attempt_t0 = now_iso(), clock()
             result = call(step, payload, timeout_s)
+            attempt_ms = (clock() - attempt_t0) * 1000.0
             if result.kind == "ok":
                 try:
                     validate_output(step, result.payload)
                 except ProtocolError as exc:
                     cause = exc.error_object()
+                    on_attempt(attempt_entry(step, agent, attempts, attempt_started_at, attempt_ms,
+                                             "invalid_output", cause))
                     err = _upstream(step, agent, attempts, cause)
                     finish("failed", err)
                     return Outcome(False, error=err, steps=records)
+                on_attempt(attempt_entry(step, agent, attempts, attempt_started_at, attempt_ms, "ok", None))
                 previous = result.payload
                 finish("succeeded", None)
                 on_event("step_succeeded", step=step, attempts=attempts)
                 break
             cause = result.error or transport_cause("internal_error", "no reply")
+            on_attempt(attempt_entry(step, agent, attempts, attempt_started_at, attempt_ms,
+                                     "transport" if result.kind == "transport" else "error", cause))
             retryable = result.kind == "transport" or bool(cause.get("retryable"))
             if not retryable:
                 err = _upstream(step, agent, attempts, cause)
@@ -149,6 +167,26 @@ def run_pipeline(steps: list[str], task_input: dict, thresholds: dict, *,
                      cause=cause.get("name"))
             sleep(delay_ms / 1000.0)
     return Outcome(True, result=previous, steps=records)
+
+
+
+def attempt_entry(step: str, agent: str, attempt: int, started_at: str, duration_ms: float,
+                  outcome: str, cause: dict | None) -> dict:
+    """One attempt as the dashboard shows it: ``outcome`` is ``ok``, ``error`` (the agent
+    answered with an error), ``transport`` (no usable reply: timeout, reset, closed) or
+    ``invalid_output`` (a reply that broke the step's output schema); ``cause`` is the
+    error's name, code and message (None when the attempt succeeded)."""
+    return {"step": step, "agent": agent, "attempt": attempt, "started_at": started_at,
+            "duration_ms": round(duration_ms, 1), "outcome": outcome,
+            "cause": None if cause is None else {"name": cause.get("name"), "code": cause.get("code"),
+                                                 "message": _capped(cause.get("message"))}}
+
+
+def _capped(text: object, limit: int = 300) -> str | None:
+    """An agent's message as the dashboard keeps it: agent-controlled, so bounded."""
+    if not isinstance(text, str):
+        return None
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _upstream(step: str, agent: str, attempts: int, cause: dict) -> dict:

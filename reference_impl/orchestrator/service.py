@@ -18,10 +18,11 @@ import threading
 import time
 from typing import Callable
 
-from reference_impl.agents.base import FramedService, Trace
+from reference_impl.agents.base import FramedService, Trace, type_label
 from reference_impl.orchestrator import dashboard
 from reference_impl.orchestrator.client import AgentClient
 from reference_impl.orchestrator.pipeline import Settings, run_pipeline
+from reference_impl.orchestrator.refusals import RefusalLog
 from reference_impl.orchestrator.routing import STEP_AGENT, effective_thresholds
 from reference_impl.orchestrator.tasks import TaskTable
 from reference_impl.protocol.envelope import Request, ok_reply, validate_payload
@@ -80,6 +81,11 @@ class OrchestratorService(FramedService):
         # status requests without a traceparent) carries the same trace id (SPEC §12).
         self._task_traces: OrderedDict[str, str] = OrderedDict()
         self._traces_lock = threading.Lock()
+        # Requests answered with an error without running a task (dashboard, /api/refused).
+        # Per-request scratch on the connection thread: the trace id the request was
+        # handled under, and whether an error reply is a task's own outcome (not a refusal).
+        self.refusals = RefusalLog(now_iso=now_iso, secrets=(token,))
+        self._request_local = threading.local()
         self.m_tasks = registry.counter("faultdrill_tasks_total", "Tasks finished, by status.",
                                         labels=("status",))
         self.m_retries = registry.counter("faultdrill_step_retries_total", "Step retries scheduled.",
@@ -159,10 +165,36 @@ class OrchestratorService(FramedService):
         """The request's traceparent if valid, else the task's own trace, else a new one."""
         ctx = parse_traceparent(request.traceparent) if request.traceparent else None
         if ctx is not None:
-            return Trace(ctx.trace_id, new_span_id())
+            trace = Trace(ctx.trace_id, new_span_id())
+        else:
+            with self._traces_lock:
+                known = self._task_traces.get(request.task_id) if request.task_id else None
+            trace = Trace(known or new_trace_id(), new_span_id())
+        self._request_local.trace_id = trace.trace_id
+        return trace
+
+    def trace_of(self, task_id: str) -> str | None:
+        """The trace id a task ran under (what its log lines carry), if still remembered."""
         with self._traces_lock:
-            known = self._task_traces.get(request.task_id) if request.task_id else None
-        return Trace(known or new_trace_id(), new_span_id())
+            return self._task_traces.get(task_id)
+
+    # -- refused requests -----------------------------------------------------------------
+
+    def _handle(self, item, conn) -> dict | None:
+        """The shared frame path, plus: an error reply that is not a task's own outcome is
+        a refused request, noted in ``self.refusals`` (a counter and a ring-buffer entry)."""
+        local = self._request_local
+        local.trace_id = None
+        local.task_outcome = False
+        reply = super()._handle(item, conn)
+        if reply is not None and reply.get("type") == "error" and not local.task_outcome:
+            frame = item.kind == "frame"
+            name = (reply.get("error") or {}).get("name")
+            self.refusals.record(
+                reply, request_type=type_label(item.value.get("type")) if frame else None,
+                peer=conn.peer if conn is not None else None,
+                authenticated=frame and name != "unauthorized", trace_id=local.trace_id)
+        return reply
 
     # -- requests -----------------------------------------------------------------------
 
@@ -233,6 +265,7 @@ class OrchestratorService(FramedService):
             return ok_reply(request, {"task_id": task_id, "status": "queued"}, replay=False,
                             traceparent=trace.traceparent)
         final = self._wait_for_task(task_id, self.deadline_ms / 1000.0 + WAIT_SLACK_S)
+        self._request_local.task_outcome = True  # from here on, an error is the task's, not a refusal
         if final is None or final["status"] not in ("succeeded", "failed"):
             running = [s for s in (final or {}).get("steps") or [] if s.get("status") == "running"]
             step = running[-1].get("step") if running else None
@@ -315,7 +348,8 @@ class OrchestratorService(FramedService):
                 steps, rec["input"], thresholds, call=call, validate_output=validate_output,
                 settings=self.settings, deadline=deadline, deadline_ms=self.deadline_ms,
                 rng=rng, now_iso=self.now_iso, on_event=on_event, step_records=step_records,
-                on_change=lambda: self.table.update_steps(task_id, step_records))
+                on_change=lambda: self.table.update_steps(task_id, step_records),
+                on_attempt=lambda entry: self.table.add_attempt(task_id, entry))
             final = self.table.finish(task_id, ok=outcome.ok, result=outcome.result, error=outcome.error,
                                       steps=outcome.steps)
             elapsed = time.monotonic() - started_mono
@@ -369,8 +403,14 @@ class OrchestratorService(FramedService):
     def http_routes(self) -> tuple[dict, dict]:
         def page():
             tasks = [TaskTable.status_payload(r) for r in self.table.recent(100)]
-            html = dashboard.render(tasks, self.table.alerts())
+            for t in tasks:
+                t["trace_id"] = self.trace_of(t["task_id"])
+                t["attempt_log"] = self.table.attempts(t["task_id"])
+            html = dashboard.render(tasks, self.table.alerts(), refused=self.refusals.snapshot(50))
             return 200, HTML_CONTENT_TYPE, html.encode("utf-8")
+
+        def api_refused():
+            return json_response(200, self.refusals.snapshot())
 
         def api_tasks():
             return json_response(200, self.table.list_payload(100))
@@ -379,10 +419,19 @@ class OrchestratorService(FramedService):
             return json_response(200, {"alerts": self.table.alerts()})
 
         def api_task(task_id: str):
+            if task_id.endswith("/attempts"):
+                return api_attempts(task_id[:-len("/attempts")])
             rec = self.table.lookup(task_id)
             if rec is None:
                 return json_response(404, {"error": "not_found"})
             return json_response(200, TaskTable.status_payload(rec))
 
-        return ({"/": page, "/api/tasks": api_tasks, "/api/alerts": api_alerts},
+        def api_attempts(task_id: str):
+            if self.table.lookup(task_id) is None:
+                return json_response(404, {"error": "not_found"})
+            return json_response(200, {"task_id": task_id, "trace_id": self.trace_of(task_id),
+                                       "attempts": self.table.attempts(task_id)})
+
+        return ({"/": page, "/api/tasks": api_tasks, "/api/alerts": api_alerts,
+                 "/api/refused": api_refused},
                 {"/api/tasks/": api_task})

@@ -33,6 +33,8 @@ ACTIVE = ("queued", "running")
 ADMISSION_WRITE_WAIT_S = 10.0
 ALERT_WINDOW = 20
 ALERT_MIN_FINISHED = 5
+#: Tasks whose per-attempt timings are kept (in memory, for the dashboard), newest runs.
+ATTEMPT_LOGS_MAX = 1000
 
 
 def _view(rec: dict) -> dict:
@@ -75,6 +77,9 @@ class TaskTable:
         self._pruned_seen = 0
         # task_id -> set once its admission record is durable (or its write failed).
         self._admission_written: dict[str, threading.Event] = {}
+        # task_id -> the current run's attempts (pipeline.attempt_entry), oldest first. In
+        # memory only and never part of a record: the records' schemas are the contract's.
+        self._attempts: OrderedDict[str, list[dict]] = OrderedDict()
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -153,6 +158,7 @@ class TaskTable:
                 return "busy", None
             self._started_mono[task_id] = self.clock()
             self._done[task_id] = threading.Event()
+            self._attempts.pop(task_id, None)  # a new run: the old run's attempts are history
             written = threading.Event()
             self._admission_written[task_id] = written
             self._tasks[task_id] = new
@@ -183,6 +189,21 @@ class TaskTable:
             rec = self._tasks[task_id]
             rec["status"] = "running"
             return _view(rec)
+
+    def add_attempt(self, task_id: str, entry: dict) -> None:
+        """Keep one finished attempt of the task's current run (dashboard only)."""
+        with self.lock:
+            log = self._attempts.get(task_id)
+            if log is None:
+                log = self._attempts[task_id] = []
+                while len(self._attempts) > ATTEMPT_LOGS_MAX:
+                    self._attempts.popitem(last=False)
+            log.append(entry)
+
+    def attempts(self, task_id: str) -> list[dict]:
+        """The current run's attempts, oldest first (copies); [] when none are known."""
+        with self.lock:
+            return [dict(e) for e in self._attempts.get(task_id, ())]
 
     def update_steps(self, task_id: str, steps: list[dict]) -> None:
         """Step progress for ``status`` and the dashboard: in memory only (see the module
@@ -314,7 +335,9 @@ class TaskTable:
                 rec = self._tasks.get(task_id)
                 if rec is not None and rec["status"] not in ACTIVE and task_id not in self.store:
                     del self._tasks[task_id]
+                    self._attempts.pop(task_id, None)
             return
         stored = set(self.store.task_ids())
         for task_id in [t for t, r in self._tasks.items() if r["status"] not in ACTIVE and t not in stored]:
             del self._tasks[task_id]
+            self._attempts.pop(task_id, None)
