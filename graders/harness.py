@@ -24,6 +24,8 @@ from graders.checks.registry import CheckFailed, CheckSpec, GraderError
 from graders.ids import GradeIds
 
 ROLES = ("orchestrator", "collector", "analyzer", "reporter")
+#: Bound of each liveness read (GET /livez, one protocol reply) after a failed check.
+PROBE_S = 2.0
 
 # Settings for the shared deployment: short timeouts so a full grade stays fast, and small
 # limits so overload is reachable with a few dozen connections.
@@ -161,6 +163,10 @@ class GradeEnv:
         self.stray_notes: list[str] = []
         self._strays_seen: set[int] = set()
         self.t0 = time.monotonic()
+        # Why the submission cannot proceed (it did not start, or a fresh deployment does
+        # not answer): once set, every later check fails at once with it (issue 12 §11).
+        self.dead: str | None = None
+        self.dead_evidence = None
 
     # -- the shared topology -------------------------------------------------------------
     def shared(self):
@@ -177,6 +183,8 @@ class GradeEnv:
                                          token=self.token, env_overrides=self.env_overrides)
             except StartError as exc:
                 self._start_failure = exc
+                self.dead = f"the submission did not start: {exc.role}: {exc.message}"
+                self.dead_evidence = list(exc.output_tail) or None
                 raise
         return self._topo
 
@@ -203,6 +211,69 @@ class GradeEnv:
                 restarted = True
         if restarted:
             topo.wait_ready(5.0)
+
+    def probe(self, bound: float = PROBE_S) -> str | None:
+        """None when every service of the shared deployment is alive, else why not.
+
+        Alive means: the process runs, GET /livez answers within `bound` seconds, and the
+        protocol port accepts a connection and reacts to one request within `bound`
+        (any reply, even an error or a close, counts: only silence or refusal is death).
+        Run only after a check failed, so a passing submission never sees a probe."""
+        from graders.client import ClientError, ClientTimeout, Connection, http_get, make_request
+        topo = self._topo
+        if topo is None:
+            return None
+        dep = topo.deployment
+        for role in ROLES:
+            if not dep.running(role):
+                return f"your {role} is not running (it exited and did not come back when restarted)"
+            ep = dep.endpoint(role)
+            try:
+                status = http_get(ep.host, ep.http_port, "/livez", timeout=bound)[0]
+            except Exception as exc:  # noqa: BLE001 - any failure to answer is the finding
+                return (f"your {role} did not answer GET /livez on port {ep.http_port} within "
+                        f"{bound:.0f} s ({type(exc).__name__}: {exc})")
+            if status != 200:
+                return f"your {role} answered GET /livez with {status}, not 200"
+            if role == "orchestrator":
+                frame = make_request("status", {}, token=self.token, task_id=self.ids.task_id(),
+                                     msg_id=self.ids.msg_id())
+            else:
+                frame = make_request("hello", {"versions": [1], "role": "orchestrator"}, token=self.token,
+                                     msg_id=self.ids.msg_id())
+            try:
+                with Connection(ep.host, ep.port, timeout=bound) as conn:
+                    conn.send(frame)
+                    conn.recv_line(bound)
+            except ClientTimeout:
+                return (f"your {role} accepted a connection on port {ep.port} but sent nothing back "
+                        f"within {bound:.0f} s of a `{frame['type']}` request")
+            except ConnectionRefusedError:
+                return f"your {role} does not accept connections on port {ep.port}"
+            except (ClientError, OSError):
+                pass   # it reacted (a reply the checks judge, a close, a reset): not dead
+        return None
+
+    def assess_liveness(self) -> None:
+        """After a failed check: is the submission known dead? A failed probe gets one
+        fresh deployment (a deadlock or a crash loop left by the last check is not death);
+        when that one fails the probe too, or cannot start, `dead` is set."""
+        if self.dead is not None:
+            return
+        try:
+            if self._topo is None:
+                self.shared()
+            reason = self.probe()
+            if reason is None:
+                return
+            self.progress.say("setup", f"the submission does not answer ({reason}); trying a fresh deployment")
+            self.drop_shared()
+            self.shared()
+            reason = self.probe()
+        except Exception:  # noqa: BLE001 - StartError sets `dead`; other failures leave it to the checks
+            return
+        if reason is not None:
+            self.dead = reason
 
     def drop_shared(self) -> None:
         if self._topo is not None:
@@ -342,7 +413,24 @@ class CheckContext:
         raise CheckFailed(message, **kw)
 
 
+def _dead_verdict(env: GradeEnv, spec: CheckSpec, run: int, seed: int) -> Verdict:
+    """The verdict of a check that cannot proceed because the submission is known dead:
+    a failure (it is the candidate's), at once, saying why."""
+    return Verdict(spec.id, spec.title, "fail",
+                   f"could not proceed: {env.dead}. The grader stopped waiting on a submission "
+                   "that does not answer, so this check was not attempted.",
+                   0.0, seed, run, received=env.dead_evidence,
+                   hint="Every service must start (SPEC §3: its TCP port accepts connections and "
+                        "GET /livez answers 200 within 10 s) and answer every request (SPEC §4). "
+                        "Check its stderr below.",
+                   started_at=round(time.monotonic() - env.t0, 3))
+
+
 def _run_one(env: GradeEnv, spec: CheckSpec, run: int, seed: int) -> Verdict:
+    if env.dead is not None:
+        v = _dead_verdict(env, spec, run, seed)
+        _redact_verdict(v, env.token)
+        return v
     ctx = CheckContext(env, spec, run, seed)
     started = time.monotonic() - env.t0
     snap = env.logs_snapshot()
@@ -522,12 +610,19 @@ def _run_all(specs, *, submission, driver, seed, runs, progress, stop_at_failing
                         progress.relay(role, lines[-10:])
                 if v.status == "fail" and stop_at_failing_stage:
                     failed_stage = spec.stage
+                if env.dead is not None:
+                    continue    # nothing to restore or probe: later checks fail at once
                 try:
                     env.restore()
                 except Exception as exc:
                     progress.say("setup", f"could not restore the shared deployment ({exc}); starting a fresh one")
                     env.drop_shared()
                 _note_strays(env, v, spec, "when services were restarted after this check")
+                if v.status == "fail":
+                    env.assess_liveness()
+                    if env.dead is not None:
+                        progress.say("setup", f"the submission is not answering: {env.dead}; "
+                                              "the remaining checks fail at once")
             if stopped is not None:
                 break
         finally:
