@@ -18,6 +18,9 @@ from graders import KIT_VERSION
 SUBCOMMANDS = (
     ("demo", "graders.commands.demo"),
     ("up", "graders.commands.up"),
+    ("fault", "graders.commands.fault"),
+    ("drill", "graders.commands.drill"),
+    ("bughunt", "graders.commands.bughunt"),
     ("task", "graders.commands.task"),
     ("grade", "graders.commands.grade"),
     ("check", "graders.commands.check"),
