@@ -319,7 +319,7 @@ def challenge_pointer(challenge: str | None, markers: dict[str, list[str]] | Non
         return None
     text = f"read challenges/{challenge}/README.md"
     if markers is None:
-        text += (f"; the starter marks this work with CHALLENGE({challenge}) comments: "
+        text += (f"; the starter's CHALLENGE({challenge}) comments, if any, mark where this work goes: "
                  f"grep -nE 'CHALLENGE\\([^)]*{challenge}' challenges/starter/*.py")
     elif markers.get(challenge):
         spots = markers[challenge]
@@ -335,7 +335,8 @@ def _field(verdict, name):
 
 
 def render_failure(verdict, *, challenge: str | None, path: str, markers: dict[str, list[str]] | None = None,
-                   context_limit: int = CONTEXT_LIMIT, include_message: bool = True) -> list[str]:
+                   context_limit: int = CONTEXT_LIMIT, include_message: bool = True,
+                   include_replay: bool = True) -> list[str]:
     """The lines a candidate reads for one failed check: message, what differs, the
     evidence (each capped at `context_limit`, 0 = whole), hint, replay, pointer.
     `verdict` is a harness Verdict or its dict (asdict) form."""
@@ -358,7 +359,8 @@ def render_failure(verdict, *, challenge: str | None, path: str, markers: dict[s
     hint = _field(verdict, "hint")
     if hint:
         lines.append(f"Hint: {hint}")
-    lines.append(f"replay: {replay_command(path, _field(verdict, 'seed'), challenge)}")
+    if include_replay:
+        lines.append(f"replay: {replay_command(path, _field(verdict, 'seed'), challenge)}")
     pointer = challenge_pointer(challenge, markers)
     if pointer:
         lines.append(pointer)

@@ -78,17 +78,90 @@ def test_results_json_follows_gradescope_schema(grade):
     assert by_id["security.token_refused"]["score"] == 0
     assert by_id["security.token_refused"]["tags"] == ["security.auth"]
     err = by_id["memory.retention"]
-    assert err["max_score"] == 0 and "GRADER ERROR" in err["output"], "errors never cost points"
+    # a grader error earns nothing but keeps its maximum: an incomplete grade never adds
+    # up to full marks (the suggested level leaves the check out instead)
+    assert err["score"] == 0 and err["max_score"] > 0 and "GRADER ERROR" in err["output"]
+    assert "Traceback" not in err["output"], "candidates never see the grader's traceback"
     assert data["extra_data"]["grader_errors"][0]["check"] == "memory.retention"
+    assert data["extra_data"]["incomplete"] is True
+    assert data["output"].startswith("**INCOMPLETE**")
     assert data["extra_data"]["seed"] == 42 and data["extra_data"]["driver"] == "process"
     assert data["extra_data"]["verdict_counts"] == {"pass": len(specs) - 2, "fail": 1, "error": 1}
     hidden = {s.id for s in specs if s.visibility == "hidden"}
     assert {cid for cid, t in by_id.items() if t["visibility"] == "hidden"} == hidden
-    total = sum(s.weight for s in specs)
-    assert data["max_score"] == pytest.approx(total - by_id["memory.retention"]["extra_data"]["errors"] * next(
-        s.weight for s in specs if s.id == "memory.retention"))
-    assert data["score"] == pytest.approx(data["max_score"] - next(s.weight for s in specs if s.id == "security.token_refused"))
-    assert "seed 42" in by_id["security.token_refused"]["output"]
+    # the score is the rubric's: points add up to 100, the score to the points earned
+    assert data["max_score"] == 100
+    assert data["score"] == pytest.approx(sum(t["score"] for t in data["tests"]), abs=1e-6)
+    assert data["score"] == pytest.approx(100 - by_id["security.token_refused"]["max_score"]
+                                          - err["max_score"], abs=1e-3)
+    assert "--seed 42" in by_id["security.token_refused"]["output"]
+
+
+def test_gradescope_score_equals_the_reports_overall_score(tmp_path):
+    """The same grade, complete this time: Gradescope's score is 100 x the overall score
+    the reports print (it used to be the sum of raw check weights: 36 % against 32 %)."""
+    specs = all_checks()
+    failing = {s.id for s in specs[::3]}
+    verdicts = [Verdict(s.id, s.title, "fail" if s.id in failing else "pass", "m", 0.1, 7, 0) for s in specs]
+    result = RunResult(seed=7, runs=1, driver="process", submission="s", verdicts=verdicts, duration=1.0)
+    rubric = load_rubric()
+    sheet = score(credits_from_verdicts(verdicts), rubric, {s.id: s.weight for s in specs})
+    paths = write_reports(result, sheet, rubric, specs, tmp_path)
+    data = json.loads(paths["results.json"].read_text())
+    assert data["max_score"] == 100
+    assert abs(data["score"] - 100 * sheet.overall) < 0.005
+    assert data["extra_data"]["incomplete"] is False and "INCOMPLETE" not in data["output"]
+    md, html = paths["report.md"].read_text(), paths["report.html"].read_text()
+    assert f"{data['score']:g} / 100" in md and f"{data['score']:g} / 100" in html
+    assert f"Overall {100 * sheet.overall:.0f}%" in md
+
+
+def test_hidden_checks_leak_nothing_to_candidates(grade):
+    """What a candidate can see before publication (visible tests) names no hidden check,
+    numbers visible tests without gaps, and the total is held back until published."""
+    specs, paths = grade
+    data = json.loads(paths["results.json"].read_text())
+    hidden = [s for s in specs if s.visibility == "hidden"]
+    assert hidden, "the kit has interviewer-only checks"
+    assert data["visibility"] == "after_published" and data["stdout_visibility"] == "hidden"
+    visible_tests = [t for t in data["tests"] if t["visibility"] == "visible"]
+    student_text = json.dumps([data["output"]] + visible_tests)
+    for s in hidden:
+        assert s.id not in student_text and s.title not in student_text
+    for stage in {t["number"].split(".")[0] for t in visible_tests}:
+        ns = sorted(int(t["number"].split(".")[1]) for t in visible_tests if t["number"].split(".")[0] == stage)
+        assert ns == list(range(1, len(ns) + 1)), (stage, ns)
+    # no suggested hiring level in anything a candidate sees
+    titles = load_rubric()["meta"]["level_titles"].values()
+    assert not any(t in student_text for t in titles)
+    # candidates replay with the command their bundle has, keeping --challenge
+    for t in visible_tests:
+        assert "faultdrill grade" not in t["output"]
+    failed = next(t for t in visible_tests if t["extra_data"]["check_id"] == "security.token_refused")
+    assert "faultdrill check PATH --challenge bad-tokens --seed 42" in failed["output"]
+    assert "challenges/bad-tokens/README.md" in failed["output"]
+
+
+def test_the_autograder_view_adds_an_interviewer_summary(grade):
+    from graders.report.gradescope import for_gradescope, instructor_stdout
+    _specs, paths = grade
+    data = json.loads(paths["results.json"].read_text())
+    report = paths["report.md"].read_text()
+    view = for_gradescope(data, report_md=report, replay_path="my-sub", seed_note="Seed 42")
+    jsonschema.validate(view, GRADESCOPE_SCHEMA)
+    assert len(view["tests"]) == len(data["tests"]) + 1
+    summary = view["tests"][-1]
+    assert summary["visibility"] == "hidden" and summary["output_format"] == "md"
+    assert summary["score"] == summary["max_score"] == 0
+    for needle in ("INCOMPLETE", "suggested:", "Strong", "| area | score | suggested level |",
+                   "security.hostile_fuzz", report.splitlines()[0]):
+        assert needle in summary["output"], needle
+    failed = next(t for t in view["tests"] if t.get("extra_data", {}).get("check_id") == "security.token_refused")
+    assert "faultdrill check my-sub --challenge bad-tokens --seed 42" in failed["output"]
+    assert view["output"].endswith("Seed 42")
+    out = instructor_stdout(data)
+    assert out.startswith("INCOMPLETE: grader errors in memory.retention")
+    assert "suggested level:" in out and "Orchestration across distributed agents:" in out
 
 
 def test_junit_separates_failures_from_errors(grade):

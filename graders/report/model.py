@@ -5,7 +5,8 @@ import json
 from dataclasses import asdict
 
 from graders import KIT_VERSION
-from graders.scoring import credits_from_verdicts, points
+from graders.report.points import check_points, totals
+from graders.scoring import credits_from_verdicts
 
 
 def show(value, limit: int = 4000) -> str:
@@ -30,7 +31,10 @@ def build_model(result, sheet, rubric, specs) -> dict:
     spec_by_id = {s.id: s for s in specs}
     weights = {s.id: s.weight for s in specs}
     credits = credits_from_verdicts(result.verdicts)
-    score, max_score = points(credits, weights)
+    # Points are each check's share of the rubric's overall score (graders/report/points.py),
+    # so the total every report and Gradescope show is 100 x that score.
+    pts = check_points(credits, rubric, weights)
+    score, max_score = totals(pts)
     counts = {"pass": 0, "fail": 0, "error": 0}
     for v in result.verdicts:
         counts[v.status] += 1
@@ -50,6 +54,7 @@ def build_model(result, sheet, rubric, specs) -> dict:
             "visibility": spec.visibility if spec else "visible",
             "passes": c.passes, "fails": c.fails, "errors": c.errors,
             "credit": c.credit,
+            "points": pts[cid][0], "max_points": pts[cid][1],
             "status": ("error" if c.credit is None else "pass" if c.credit == 1.0 else "fail"),
             "runs": len(vs),
             "verdict": asdict(shown),
