@@ -27,11 +27,15 @@ __all__ = [
     "new_msg_id",
     "encode",
     "http_get",
-    "MAX_REPLY_BYTES",
+    "MAX_REPLY_BYTES", "FRAME_LIMITS",
 ]
 
-#: Largest reply line accepted (a reply to a 1 MiB request can be somewhat larger).
-MAX_REPLY_BYTES = 8 * 1024 * 1024
+#: Largest reply line accepted: every reader of replies accepts 16 MiB (SPEC §4), since
+#: the result of a 1 MiB submit can be several MB.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+#: Each service's receive limit on its TCP port (SPEC §4), as hello_ok.limits states it.
+FRAME_LIMITS = {"orchestrator": 1_048_576, "collector": 16_777_216, "analyzer": 16_777_216,
+                "reporter": 16_777_216}
 _RECV_CHUNK = 65536
 
 

@@ -11,6 +11,7 @@ Everything here is pure: dicts in, dicts out; `generate_input` takes a seeded `R
 """
 from __future__ import annotations
 
+import json
 import random
 import re
 import string
@@ -27,6 +28,8 @@ __all__ = [
     "expected_result",
     "run_route",
     "generate_input",
+    "largest_input",
+    "json_equal",
 ]
 
 DEFAULT_THRESHOLDS = {"error_permille": 50, "p95_latency_ms": 1000}
@@ -319,3 +322,56 @@ def generate_input(rng: random.Random, n_records: int, bad_fraction: float = 0.2
         task_input["thresholds"] = rng.choice(({"error_permille": rng.randint(1, 1000)},
                                                {"p95_latency_ms": rng.randint(1, 10**9)}, {}))
     return task_input
+
+
+MAX_RECORDS = 10_000
+
+
+def largest_input(rng: random.Random, budget: int, n_records: int = MAX_RECORDS) -> dict:
+    """A valid input of `n_records` records whose compact UTF-8 JSON encoding takes exactly
+    `budget` bytes (SPEC §4: with the envelope around it, a submit frame of exactly the
+    1 MiB limit), built so that every step's output grows with it: each record is an event
+    of its own service (10,000 service entries to analyze, up to two alerts each), messages
+    carry non-ASCII characters (which an encoder may escape to 6 or 12 bytes) and inner
+    blanks. ValueError when `budget` is too small for `n_records` records."""
+    levels = ("ERROR", "info", "Warning", "fatal", "debug")
+    chars = "é☕→ab c"
+    records = []
+    for i in range(n_records):
+        ts = f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d}Z"
+        message = "".join(rng.choice(chars) for _ in range(6)).strip() or "m"
+        records.append([f"{ts} {levels[i % 5]} svc-{i:05d} {rng.randint(0, 5000)} ", message])
+    task_input: dict[str, Any] = {"source": "largest-" + "".join(rng.choice(string.ascii_lowercase) for _ in range(6)),
+                                  "records": [], "thresholds": {"error_permille": 100, "p95_latency_ms": 1000}}
+
+    def size(recs) -> int:
+        task_input["records"] = recs
+        return len(json.dumps(task_input, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+    base = [head + msg for head, msg in records]
+    spare = budget - size(base)
+    if spare < 0:
+        raise ValueError(f"{n_records} records do not fit in {budget} bytes")
+    each, extra = divmod(spare, n_records)
+    padded = [head + msg + "x" * (each + (1 if i < extra else 0))
+              for i, (head, msg) in enumerate(records)]
+    if any(len(r) > MAX_RECORD_CHARS for r in padded):
+        raise ValueError(f"{budget} bytes need records over {MAX_RECORD_CHARS} characters")
+    assert size(padded) == budget
+    return task_input
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality as SPEC §8 defines it (payload comparison in §9.3 and §10.4): objects by
+    keys and values in any order, arrays in order, numbers by their value as IEEE 754
+    doubles (so 1 == 1.0, and integers beyond 2^53 that round to one double are equal),
+    booleans never equal to numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b

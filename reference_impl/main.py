@@ -89,7 +89,7 @@ def build(config, *, stderr=None) -> tuple[lifecycle.Node, Logger]:
     server = ProtocolServer(config.listen_host, config.listen_port, service.handle,
                             max_connections=config.max_connections,
                             idle_timeout_ms=config.idle_timeout_ms, ssl_context=server_ctx,
-                            on_error=on_error)
+                            on_error=on_error, max_frame_bytes=service.max_frame_bytes)
     service.install_common_metrics(store, lambda: server.open_connections)
     routes, prefix_routes = service.http_routes() if is_orch else ({}, {})
     side = SidePort(config.listen_host, config.http_port, readiness=service.readiness,

@@ -37,6 +37,10 @@ STARTER_PASSES = {
     "versioning.hello", "versioning.agent_version_only",
     "orchestration.no_retry_definite", "orchestration.blackhole_deadline",
     "health.readyz_agent_down", "observability.health_endpoints",
+    # SPEC §2 ranges, §4 limits (16 MiB agents, replies), §5 token echo, §7 hello v2:
+    # the starter implements all of them; number equality needs idempotency, which it lacks.
+    "contract.config_ranges", "contract.largest_task", "contract.frame_limits",
+    "contract.token_echo", "contract.hello_v2",
 }
 
 

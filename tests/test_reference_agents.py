@@ -51,7 +51,8 @@ class Agent:
         self.service = AgentService(role, token=TOKEN, logger=self.log, registry=self.registry, store=self.store)
         holder["s"] = self.service
         self.server = ProtocolServer("127.0.0.1", 0, self.service.handle, max_connections=max_connections,
-                                     idle_timeout_ms=idle_timeout_ms, ssl_context=ssl_context)
+                                     idle_timeout_ms=idle_timeout_ms, ssl_context=ssl_context,
+                                     max_frame_bytes=self.service.max_frame_bytes)
         self.service.install_common_metrics(self.store, lambda: self.server.open_connections)
         self.side = SidePort("127.0.0.1", 0, readiness=self.service.readiness, metrics=self.registry.render)
         self.store.load()
@@ -94,7 +95,7 @@ def test_hello_negotiation(agent):
         r = c.request(req("hello", {"versions": [2, 1], "role": "orchestrator"}, task_id=None))
         assert r["type"] == "hello_ok" and r["in_reply_to"] == "m-1"
         assert r["payload"] == {"version": 1, "role": "collector", "capabilities": ["collect"],
-                                "limits": {"max_frame_bytes": 1048576, "max_depth": 32}}
+                                "limits": {"max_frame_bytes": 16777216, "max_depth": 32}}
         r = c.request(req("hello", {"versions": [2, 3]}, task_id=None))
         assert r["error"]["code"] == 22 and r["error"]["details"]["supported"] == [1]
 
@@ -186,9 +187,9 @@ def test_bad_frames_keep_connection_and_service_up(agent):
         assert c.recv()["error"]["code"] == 12
         assert c.request(req("collect", COLLECT))["type"] == "collect_ok"  # still open and serving
     with agent.client() as c:
-        c.send_raw(b"{" + b" " * (1048576 + 10))
+        c.send_raw(b"{" + b" " * 16777216)   # one byte over an agent's 16 MiB limit (SPEC §4)
         r = c.recv()
-        assert r["error"]["code"] == 13 and r["error"]["details"]["limit_bytes"] == 1048576
+        assert r["error"]["code"] == 13 and r["error"]["details"]["limit_bytes"] == 16777216
         assert c.recv() is None  # closed after frame_too_large
     with agent.client() as c:
         assert c.request(req("hello", {"versions": [1]}, task_id=None))["type"] == "hello_ok"

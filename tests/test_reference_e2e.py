@@ -157,8 +157,9 @@ def test_garbage_oversized_and_deep_frames_on_every_service(system):
             assert c.recv()["error"]["code"] == 12
             assert c.request(system.envelope("hello", {"versions": [1]}))["type"] == "hello_ok"
         with system.client(role) as c:
-            c.send_raw(b'{"v":1,"pad":"' + b"a" * (1048576 + 100))
-            assert c.recv()["error"]["code"] == 13
+            limit = 1048576 if role == "orchestrator" else 16777216   # SPEC §4
+            c.send_raw(b'{"v":1,"pad":"' + b"a" * (limit + 1 - 14))   # one byte over the limit
+            assert c.recv()["error"]["details"]["limit_bytes"] == limit
             assert c.recv() is None
         with system.client(role) as c:
             assert c.request(system.envelope("hello", {"versions": [1]}))["type"] == "hello_ok"

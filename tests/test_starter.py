@@ -233,7 +233,8 @@ def test_hello_negotiates_version_one(system):
         reply = system.request(role, frame("hello", {"versions": [2, 1], "role": "client"},
                                            system.token))
         assert reply["type"] == "hello_ok" and reply["payload"]["version"] == 1
-        assert reply["payload"]["limits"] == {"max_frame_bytes": 1048576, "max_depth": 32}
+        limit = 1048576 if role == "orchestrator" else 16777216   # SPEC §4
+        assert reply["payload"]["limits"] == {"max_frame_bytes": limit, "max_depth": 32}
         none = system.request(role, frame("hello", {"versions": [7]}, system.token))
         assert none["error"]["code"] == 22 and none["error"]["details"]["supported"] == [1]
 
@@ -274,9 +275,9 @@ def test_framing_errors_keep_or_close_the_connection(system):
         assert wire.request(deep)["error"]["code"] == 12
         ok = wire.request(frame("hello", {"versions": [1]}, system.token))
         assert ok["type"] == "hello_ok"  # still open after malformed frames
-        wire.send_raw(b"x" * (1048576 + 10))
+        wire.send_raw(b"x" * (16777216 + 1))   # one byte over the collector's 16 MiB limit (SPEC §4)
         error = wire.recv()["error"]
-        assert (error["code"], error["details"]["limit_bytes"]) == (13, 1048576)
+        assert (error["code"], error["details"]["limit_bytes"]) == (13, 16777216)
         assert wire.closed_by_peer()
     finally:
         wire.close()

@@ -8,7 +8,7 @@ import threading
 import time
 
 from service import now_iso
-from wire import (Fail, LineBuffer, decode, encode, hello_payload, need, ok_reply,
+from wire import (MAX_REPLY_BYTES, Fail, LineBuffer, decode, encode, hello_payload, need, ok_reply,
                   violation)
 from steps import AGENT_FOR_STEP, DEFAULT_THRESHOLDS
 
@@ -22,7 +22,7 @@ class AgentLink:
 
     def __init__(self, addr, timeout):
         self.deadline = time.monotonic() + timeout
-        self.buffer, self.pending = LineBuffer(), []
+        self.buffer, self.pending = LineBuffer(MAX_REPLY_BYTES), []
         self.sock = socket.create_connection(addr, timeout=timeout)
 
     def request(self, obj):

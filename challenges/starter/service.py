@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from wire import (Fail, LineBuffer, check_request, decode, encode, error_reply,
-                  reply_address, too_large_error)
+                  frame_limit, reply_address, too_large_error)
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 
@@ -54,11 +54,11 @@ def handle_frame(line, role, cfg, log, served, handle):
             token = obj.get("token")
             log("warn", "unauthorized request", event="unauthorized",
                 token_length=len(token) if isinstance(token, str) else None)
-        reply = error_reply(failure.error(), *reply_address(obj, authenticated))
+        reply = error_reply(failure.error(), *reply_address(obj, authenticated, cfg.token))
     except Exception as exc:  # a bug must cost one request, not the service
         log("error", f"internal error: {type(exc).__name__}: {exc}")
         reply = error_reply(Fail("internal_error", "unexpected failure").error(),
-                            *reply_address(obj, authenticated))
+                            *reply_address(obj, authenticated, cfg.token))
     outcome = "ok" if reply["type"] != "error" else reply["error"]["name"]
     kind = obj.get("type") if authenticated and isinstance(obj.get("type"), str) else None
     # CHALLENGE(observability): count requests by type and outcome for /metrics (§13.1).
@@ -71,7 +71,7 @@ def serve_tcp(cfg, log, on_frame):
     """Thread per connection; frames answered one at a time, in order (SPEC §4)."""
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
-            sock, buffer = self.request, LineBuffer()
+            sock, buffer = self.request, LineBuffer(frame_limit(cfg.role))
             # CHALLENGE(overload): cap open connections at FD_MAX_CONNECTIONS (§15).
             # CHALLENGE(overload): idle means "no complete frame" -- this timeout is
             # reset by any byte, so a peer trickling bytes keeps the connection open.
@@ -85,7 +85,7 @@ def serve_tcp(cfg, log, on_frame):
                     for line in lines:
                         sock.sendall(encode(on_frame(line)))
                     if too_large:
-                        sock.sendall(encode(error_reply(too_large_error())))
+                        sock.sendall(encode(error_reply(too_large_error(buffer.limit))))
                         return
             except OSError:  # includes socket.timeout: idle peer or stuck writer
                 return

@@ -7,7 +7,11 @@ import hmac
 import json
 import re
 
+# Receive limits (SPEC §4): a client may send the orchestrator 1 MiB; step requests to
+# agents and every reply may be up to 16 MiB (a 1 MiB submit can collect into ~2 MB).
 MAX_FRAME_BYTES = 1048576
+AGENT_MAX_FRAME_BYTES = 16777216
+MAX_REPLY_BYTES = 16777216
 MAX_DEPTH = 32
 SUPPORTED_VERSIONS = [1]
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -61,11 +65,17 @@ def encode(obj):
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
 
 
-class LineBuffer:
-    """Cuts a byte stream into frames. Keeps at most 1 MiB of an unfinished line."""
+def frame_limit(role):
+    """The most a service of `role` accepts in one frame on its TCP port (SPEC §4)."""
+    return MAX_FRAME_BYTES if role == "orchestrator" else AGENT_MAX_FRAME_BYTES
 
-    def __init__(self):
-        self.buf = bytearray()
+
+class LineBuffer:
+    """Cuts a byte stream into frames. Keeps at most `limit` bytes of an unfinished line
+    (plus the `\r` of a `\r\n`, which does not count toward the limit)."""
+
+    def __init__(self, limit=MAX_FRAME_BYTES):
+        self.buf, self.limit = bytearray(), limit
 
     def feed(self, data):
         """Returns (complete non-empty lines, too_large). too_large => reply 13 and close."""
@@ -77,15 +87,16 @@ class LineBuffer:
                 break
             line = bytes(self.buf[:end]).removesuffix(b"\r")
             del self.buf[:end + 1]
-            if len(line) > MAX_FRAME_BYTES:
+            if len(line) > self.limit:
                 return lines, True
             if line:
                 lines.append(line)
-        return lines, len(self.buf) > MAX_FRAME_BYTES
+        pending = len(self.buf) - (1 if self.buf.endswith(b"\r") else 0)
+        return lines, pending > self.limit
 
 
-def too_large_error():
-    return Fail("frame_too_large", "frame exceeds 1048576 bytes", limit_bytes=MAX_FRAME_BYTES).error()
+def too_large_error(limit=MAX_FRAME_BYTES):
+    return Fail("frame_too_large", f"frame exceeds {limit} bytes", limit_bytes=limit).error()
 
 
 def _reject_constant(name):
@@ -152,6 +163,9 @@ def check_request(obj, token, served):
     msg_id = need(obj.get("msg_id"), str, "$.msg_id")
     if not 1 <= len(msg_id) <= 128:
         raise violation("$.msg_id", "string of 1-128 characters")
+    for name in ("msg_id", "task_id"):  # a reply echoes these, and never holds the token (§5)
+        if isinstance(obj.get(name), str) and token in obj[name]:
+            raise violation(f"$.{name}", "a value not containing the token")
     if kind in TASK_MESSAGES and not (isinstance(obj.get("task_id"), str)
                                       and TASK_ID.fullmatch(obj["task_id"])):
         raise violation("$.task_id", "string matching ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -162,13 +176,17 @@ def check_request(obj, token, served):
         raise Fail("not_supported", f"message type {kind!r} is not served here", type=kind)
 
 
-def reply_address(obj, authenticated):
+def reply_address(obj, authenticated, token=""):
     """(in_reply_to, task_id) echoed on an error: only readable fields, and for an
-    unauthenticated frame nothing but the msg_id (SPEC §7 step 2, §18.2)."""
+    unauthenticated frame nothing but the msg_id (SPEC §7 step 2, §18.2); never a field
+    that contains the token (§5)."""
     msg_id = obj.get("msg_id") if isinstance(obj, dict) else None
     msg_id = msg_id if isinstance(msg_id, str) and len(msg_id) <= 128 else None
     task_id = obj.get("task_id") if isinstance(obj, dict) and authenticated else None
     task_id = task_id if isinstance(task_id, str) and TASK_ID.fullmatch(task_id) else None
+    if token:
+        msg_id = None if msg_id is not None and token in msg_id else msg_id
+        task_id = None if task_id is not None and token in task_id else task_id
     return msg_id, task_id
 
 
@@ -180,4 +198,4 @@ def hello_payload(request, role, capabilities):
         raise Fail("unsupported_version", f"no common protocol version; supported: "
                    f"{SUPPORTED_VERSIONS}", supported=SUPPORTED_VERSIONS)
     return {"version": max(common), "role": role, "capabilities": capabilities,
-            "limits": {"max_frame_bytes": MAX_FRAME_BYTES, "max_depth": MAX_DEPTH}}
+            "limits": {"max_frame_bytes": frame_limit(role), "max_depth": MAX_DEPTH}}

@@ -13,7 +13,7 @@ from graders.checks.common import (as_dict, as_list, dig, expect_error, expect_o
                                    send, submit, wait_unready_naming)
 from graders.checks.fake_agent import fake_upstream
 from graders.checks.registry import CheckFailed, check
-from graders.client import make_request
+from graders.client import FRAME_LIMITS, make_request
 
 ROLES = ("orchestrator", "collector", "analyzer", "reporter")
 SERVES = {"orchestrator": "submit", "collector": "collect", "analyzer": "analyze", "reporter": "report"}
@@ -31,12 +31,12 @@ def hello(ctx):
         caps = p.get("capabilities")
         limits = as_dict(p.get("limits"))
         if p.get("version") != 1 or p.get("role") != role or not isinstance(caps, list) \
-                or SERVES[role] not in caps or limits.get("max_frame_bytes") != 1048576 \
+                or SERVES[role] not in caps or limits.get("max_frame_bytes") != FRAME_LIMITS[role] \
                 or limits.get("max_depth") != 32:
             raise CheckFailed(f"{role}: hello_ok must carry version 1, its role, capabilities and limits",
                               sent=redact(req, ctx.token),
                               expected={"version": 1, "role": role, "capabilities": [SERVES[role], "..."],
-                                        "limits": {"max_frame_bytes": 1048576, "max_depth": 32}},
+                                        "limits": {"max_frame_bytes": FRAME_LIMITS[role], "max_depth": 32}},
                               received=p)
         req, reply = send(ctx, role, "hello", {"versions": [2, 3], "role": "orchestrator"})
         err = expect_error(reply, "unsupported_version", sent=req, token=ctx.token,

@@ -16,7 +16,7 @@ from graders.checks.common import (CODE_TO_NAME, dig, error_problems, expect_err
                                    loads, metric_delta, optional_metric, redact, send)
 from graders.decode import CandidateDataError, decode_object
 from graders.checks.registry import CheckFailed, check
-from graders.client import Connection, ConnectionClosed, make_request
+from graders.client import FRAME_LIMITS, Connection, ConnectionClosed, make_request
 
 ROLES = ("orchestrator", "collector", "analyzer", "reporter")
 WORK = {"orchestrator": "submit", "collector": "collect", "analyzer": "analyze", "reporter": "report"}
@@ -164,7 +164,9 @@ def _depth_frame(depth: int, token: str) -> bytes:
 def malformed_frames(ctx):
     """On each service: invalid UTF-8, not JSON, a JSON array, NaN, depth 33 -> malformed_frame
     (12) with in_reply_to null and the connection still usable; empty lines ignored; \\r\\n
-    accepted; a 1 MiB + 1 line -> frame_too_large (13) then close; the service still answers."""
+    accepted; a line one byte over the service's limit (SPEC §4: 1 MiB on the orchestrator,
+    16 MiB on agents) -> frame_too_large (13) naming that limit, then close; the service
+    still answers."""
     dep = ctx.deployment
     hello = make_request("hello", {"versions": [1], "role": "orchestrator"}, token=ctx.token)
     hello_line = json.dumps(hello, separators=(",", ":")).encode()
@@ -193,21 +195,23 @@ def malformed_frames(ctx):
             expect_ok(reply, "hello", sent=hello, token=ctx.token,
                       what=f"{role}: after malformed frames, empty lines and \\r\\n, hello on the same connection",
                       hint="After malformed_frame the connection stays open; empty lines are ignored.")
+        limit = FRAME_LIMITS[role]
         with Connection(ep.host, ep.port, timeout=10.0) as conn:
             chunk = b"a" * 65536
             try:
-                for _ in range(16):
+                for _ in range(limit // len(chunk)):
                     conn.send_raw(chunk)
                 conn.send_raw(b"a")
                 reply = conn.recv(timeout=10.0)
             except ConnectionClosed as exc:
-                raise CheckFailed(f"{role}: a line over 1 MiB must be answered frame_too_large before closing",
-                                  sent="1048577 bytes without a newline", expected="error 13 frame_too_large",
+                raise CheckFailed(f"{role}: a line over its {limit}-byte limit must be answered "
+                                  "frame_too_large before closing",
+                                  sent=f"{limit + 1} bytes without a newline", expected="error 13 frame_too_large",
                                   received=str(exc))
             probs = error_problems(reply, "frame_too_large")
-            if probs or reply["error"]["details"].get("limit_bytes") != 1048576:
-                raise CheckFailed(f"{role}: an oversized line must get frame_too_large with limit_bytes 1048576",
-                                  sent="1048577 bytes without a newline", expected="error 13, limit_bytes 1048576",
+            if probs or reply["error"]["details"].get("limit_bytes") != limit:
+                raise CheckFailed(f"{role}: an oversized line must get frame_too_large with limit_bytes {limit}",
+                                  sent=f"{limit + 1} bytes without a newline", expected=f"error 13, limit_bytes {limit}",
                                   received=reply)
             if not conn.wait_closed(5.0):
                 raise CheckFailed(f"{role}: after frame_too_large the connection must be closed",
@@ -326,7 +330,8 @@ def judge_reply(role: str, raw: bytes, reply, token: str) -> str | None:
             return "malformed_frame must carry in_reply_to null"
         return None
     msg_id = frame.get("msg_id")
-    readable = isinstance(msg_id, str) and 1 <= len(msg_id) <= 128
+    # A msg_id holding the token is never echoed (SPEC §5: replies never contain the token).
+    readable = isinstance(msg_id, str) and 1 <= len(msg_id) <= 128 and not (token and token in msg_id)
     if readable and reply.get("in_reply_to") != msg_id:
         return f"in_reply_to must echo the readable msg_id {msg_id!r}, got {reply.get('in_reply_to')!r}"
     if not readable and reply.get("in_reply_to") not in (None, msg_id):

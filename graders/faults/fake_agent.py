@@ -128,7 +128,7 @@ class FakeAgent:
         if rtype == "hello":
             return dict(base, v=version, type="hello_ok", payload={
                 "version": version, "role": self.role, "capabilities": [self.step],
-                "limits": {"max_frame_bytes": 1048576, "max_depth": 32}})
+                "limits": {"max_frame_bytes": 16777216, "max_depth": 32}})
         if rtype != self.step:
             return dict(base, type="error", error=_err(10, "not_supported", True, False,
                                                        f"{rtype} not served", {"type": rtype}))

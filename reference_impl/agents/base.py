@@ -49,6 +49,9 @@ class FramedService:
 
     role: str = ""
     capabilities: tuple[str, ...] = ()
+    #: The receive limit of this service's TCP port (SPEC §4): 1 MiB on the orchestrator,
+    #: 16 MiB on agents; the server's decoder enforces it and hello_ok states it.
+    max_frame_bytes: int = MAX_FRAME_BYTES
 
     def __init__(self, *, token: str, logger, registry) -> None:
         self._token = token
@@ -145,7 +148,7 @@ class FramedService:
         return reply
 
     def _refuse(self, obj: dict, err: ProtocolError, started: float, conn) -> dict:
-        reply = reply_for_error(obj, err)
+        reply = reply_for_error(obj, err, token=self._token)
         if err.name == "unauthorized":
             token = obj.get("token")
             self._account("other", "unauthorized", started)
@@ -183,7 +186,7 @@ class FramedService:
                                 f"no common protocol version in {sorted(offered)}; supported: "
                                 f"{list(SUPPORTED_VERSIONS)}", supported=list(SUPPORTED_VERSIONS))
         payload = {"version": max(common), "role": self.role, "capabilities": list(self.capabilities),
-                   "limits": {"max_frame_bytes": MAX_FRAME_BYTES, "max_depth": MAX_DEPTH}}
+                   "limits": {"max_frame_bytes": self.max_frame_bytes, "max_depth": MAX_DEPTH}}
         return ok_reply(request, payload, traceparent=trace.traceparent)
 
     def dispatch(self, request: Request, trace: Trace) -> dict:  # pragma: no cover - abstract

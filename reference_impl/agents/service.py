@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from reference_impl.agents.base import FramedService, Trace
 from reference_impl.protocol.envelope import Request, ok_reply, validate_payload
 from reference_impl.protocol.errors import ProtocolError
+from reference_impl.protocol.framing import AGENT_MAX_FRAME_BYTES
 from reference_impl.protocol.schema import json_equal
 from reference_impl.work import STEPS
 
@@ -52,6 +53,8 @@ class AgentService(FramedService):
     #: How long a second delivery of a task waits for the first to finish before it is
     #: told ``in_progress`` (the step itself takes milliseconds; fsync dominates).
     SAME_TASK_WAIT_S = 5.0
+    #: Step requests can outgrow a client's 1 MiB (SPEC §4, large payloads).
+    max_frame_bytes = AGENT_MAX_FRAME_BYTES
 
     def __init__(self, role: str, *, token: str, logger, registry, store) -> None:
         if role not in ROLE_STEP:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from reference_impl.orchestrator.pipeline import Attempt, transport_cause
 from reference_impl.protocol.errors import ProtocolError
-from reference_impl.protocol.framing import FrameDecoder, encode_frame
+from reference_impl.protocol.framing import MAX_REPLY_BYTES, FrameDecoder, encode_frame
 
 SUPPORTED_VERSIONS = (1,)
 #: Idle pooled connections kept per agent (more than FD_WORKERS are never in use at once).
@@ -70,7 +70,7 @@ class PooledConnection:
     """A connection that said hello successfully, with its frame decoder."""
 
     sock: object
-    decoder: FrameDecoder = field(default_factory=FrameDecoder)
+    decoder: FrameDecoder = field(default_factory=lambda: FrameDecoder(MAX_REPLY_BYTES))
     idle_since: float = field(default_factory=time.monotonic)
     uses: int = 0
 
@@ -194,7 +194,7 @@ class AgentClient:
         sock = None
         try:
             sock = self._connect(deadline, None, int(timeout_s * 1000))
-            err = self._hello(sock, FrameDecoder(), deadline, None, int(timeout_s * 1000))
+            err = self._hello(sock, FrameDecoder(MAX_REPLY_BYTES), deadline, None, int(timeout_s * 1000))
             return err is None
         except _Transport as exc:
             self._note_problem(exc.cause.get("message") or "unreachable")

@@ -5,14 +5,14 @@ tested exhaustively and the edges (runtime/, agents/, orchestrator/) stay thin.
 """
 
 from .errors import ERRORS, ErrorSpec, ProtocolError, error_reply, make_error_object
-from .framing import MAX_DEPTH, MAX_FRAME_BYTES, Decoded, FrameDecoder, check_depth, encode_frame
+from .framing import AGENT_MAX_FRAME_BYTES, MAX_DEPTH, MAX_FRAME_BYTES, MAX_REPLY_BYTES, Decoded, FrameDecoder, check_depth, encode_frame
 from .envelope import Request, ok_reply, parse_request, reply_for_error, validate_payload
 from .schema import load_schema, validate
 from .trace import TraceContext, format_traceparent, new_span_id, new_trace_id, parse_traceparent
 
 __all__ = [
     "ERRORS", "ErrorSpec", "ProtocolError", "error_reply", "make_error_object",
-    "MAX_DEPTH", "MAX_FRAME_BYTES", "Decoded", "FrameDecoder", "check_depth", "encode_frame",
+    "AGENT_MAX_FRAME_BYTES", "MAX_DEPTH", "MAX_FRAME_BYTES", "MAX_REPLY_BYTES", "Decoded", "FrameDecoder", "check_depth", "encode_frame",
     "Request", "ok_reply", "parse_request", "reply_for_error", "validate_payload",
     "load_schema", "validate",
     "TraceContext", "format_traceparent", "new_span_id", "new_trace_id", "parse_traceparent",

@@ -53,14 +53,19 @@ class Request:
         return parse_traceparent(self.traceparent)
 
 
-def readable_msg_id(obj: Any) -> str | None:
-    """The frame's msg_id if it is a well-formed one (string of 1-128 chars), else None."""
+def readable_msg_id(obj: Any, token: str | None = None) -> str | None:
+    """The frame's msg_id if it is a well-formed one (string of 1-128 chars) that does not
+    contain the token (a reply never contains the token, SPEC §5), else None."""
     msg_id = obj.get("msg_id") if isinstance(obj, dict) else None
+    if token and isinstance(msg_id, str) and token in msg_id:
+        return None
     return msg_id if isinstance(msg_id, str) and 1 <= len(msg_id) <= 128 else None
 
 
-def readable_task_id(obj: Any) -> str | None:
+def readable_task_id(obj: Any, token: str | None = None) -> str | None:
     task_id = obj.get("task_id") if isinstance(obj, dict) else None
+    if token and isinstance(task_id, str) and token in task_id:
+        return None
     return task_id if isinstance(task_id, str) and _TASK_ID.fullmatch(task_id) else None
 
 
@@ -95,6 +100,12 @@ def parse_request(obj: dict, *, token: str, served_types: Collection[str]) -> Re
                             supported=supported)
     # 4. Envelope fields.
     validate(obj, "envelope_request")
+    for name in ("msg_id", "task_id"):
+        # An echoed field holding the token would put the token in the reply (SPEC §5).
+        value = obj.get(name)
+        if isinstance(value, str) and token in value:
+            raise ProtocolError("schema_violation", f"$.{name}: must not contain the token",
+                                path=f"$.{name}", expected="a value not containing the token")
     msg_type = obj["type"]
     if msg_type in TASK_TYPES and "task_id" not in obj:
         raise ProtocolError("schema_violation", f"$.task_id: required for {msg_type}",
@@ -139,7 +150,7 @@ _PRE_AUTH = frozenset({"unauthorized", "malformed_frame", "frame_too_large"})
 
 
 def reply_for_error(obj_or_request: Any, err: ProtocolError, *,
-                    authenticated: bool | None = None) -> dict:
+                    authenticated: bool | None = None, token: str | None = None) -> dict:
     """An error reply; `in_reply_to`/`task_id` only from readable (and authenticated) fields.
 
     For a raw dict, whether it was authenticated is inferred from the error (an
@@ -149,6 +160,6 @@ def reply_for_error(obj_or_request: Any, err: ProtocolError, *,
         return error_reply(err.error_object(), obj_or_request.msg_id, obj_or_request.task_id)
     if authenticated is None:
         authenticated = err.name not in _PRE_AUTH
-    in_reply_to = readable_msg_id(obj_or_request)
-    task_id = readable_task_id(obj_or_request) if authenticated else None
+    in_reply_to = readable_msg_id(obj_or_request, token)
+    task_id = readable_task_id(obj_or_request, token) if authenticated else None
     return error_reply(err.error_object(), in_reply_to, task_id)

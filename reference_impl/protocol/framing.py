@@ -23,7 +23,13 @@ from typing import Any, NamedTuple
 
 from .errors import ProtocolError, error_reply
 
+#: What a client may send the orchestrator (SPEC §4), and so the orchestrator's limit.
 MAX_FRAME_BYTES = 1_048_576
+#: What an agent accepts: step requests carry payloads that can outgrow 1 MiB (a 1 MiB
+#: submit of 10,000 records collects into about 2 MB of events).
+AGENT_MAX_FRAME_BYTES = 16_777_216
+#: What every reader of replies accepts (the orchestrator reading agents, clients).
+MAX_REPLY_BYTES = 16_777_216
 MAX_DEPTH = 32
 
 # A JSON string literal, escapes honoured (unrolled-loop form: linear, no backtracking).
@@ -47,11 +53,11 @@ def _malformed(message: str, reason: str) -> Decoded:
     return Decoded("error", error_reply(err.error_object()), False)
 
 
-def _too_large() -> Decoded:
+def _too_large(limit: int = MAX_FRAME_BYTES) -> Decoded:
     err = ProtocolError(
         "frame_too_large",
-        f"frame exceeds {MAX_FRAME_BYTES} bytes without a newline; closing the connection",
-        limit_bytes=MAX_FRAME_BYTES,
+        f"frame exceeds {limit} bytes without a newline; closing the connection",
+        limit_bytes=limit,
     )
     return Decoded("error", error_reply(err.error_object()), True)
 
@@ -185,7 +191,7 @@ class FrameDecoder:
         self.closed = True
         self._buf = bytearray()
         self._scanned = 0
-        out.append(_too_large())
+        out.append(_too_large(self.max_frame_bytes))
         return out
 
 

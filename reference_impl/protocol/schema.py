@@ -86,11 +86,16 @@ def _is_type(value: Any, name: str) -> bool:
 
 
 def json_equal(a: Any, b: Any) -> bool:
-    """Equality as JSON Schema defines it: 1 == 1.0, but true != 1; deep for containers."""
+    """JSON equality (SPEC §8): 1 == 1.0, but true != 1; deep for containers; numbers
+    compared as IEEE 754 doubles, so integers beyond 2^53 that round to the same double
+    are equal (an implementation whose numbers are doubles cannot tell them apart)."""
     ta, tb = json_type(a), json_type(b)
     numeric = ("integer", "number")
     if ta in numeric and tb in numeric:
-        return a == b
+        try:
+            return float(a) == float(b)
+        except OverflowError:  # beyond a double: the framing refuses these (SPEC §4)
+            return a == b
     if ta != tb:
         return False
     if ta == "array":

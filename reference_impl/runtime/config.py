@@ -33,7 +33,9 @@ DAY_MS = 86_400_000
 _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
-_INT_RE = re.compile(r"[0-9]{1,18}")
+_INT_RE = re.compile(r"[0-9]+")
+#: Spaces and tabs around a value are ignored (SPEC §2); nothing else is trimmed.
+_BLANKS = " \t"
 
 
 class ConfigError(ValueError):
@@ -101,19 +103,24 @@ class _Env:
         self.environ = environ
 
     def raw(self, name: str) -> str | None:
+        """The value without surrounding spaces and tabs; None when unset or empty."""
         value = self.environ.get(name)
-        if value is None or value == "":
+        if value is None:
             return None
-        return value
+        value = value.strip(_BLANKS)
+        return value or None
 
     def integer(self, name: str, default: int, lo: int, hi: int) -> int:
         value = self.raw(name)
         if value is None:
             return default
-        text = value.strip()
+        text = value
         if not _INT_RE.fullmatch(text):
             raise ConfigError(name, f"expected an integer in {lo}..{hi}, got {_show(value)}")
-        number = int(text)
+        digits = text.lstrip("0") or "0"
+        if len(digits) > 18:  # far beyond every range; int() of 4300+ digits would refuse
+            raise ConfigError(name, f"expected an integer in {lo}..{hi}, got {_show(value)}")
+        number = int(digits)
         if not lo <= number <= hi:
             raise ConfigError(name, f"expected an integer in {lo}..{hi}, got {number}")
         return number
@@ -138,7 +145,7 @@ def _valid_host(host: str) -> bool:
 
 def parse_addr(name: str, value: str) -> tuple[str, int]:
     """``host:port`` (IPv6 as ``[addr]:port``) -> (host, port); ConfigError naming ``name``."""
-    text = value.strip()
+    text = value.strip(_BLANKS)
     m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})", text) or \
         re.fullmatch(r"([^:\[\]\s]+):([0-9]{1,5})", text)
     if not m:
@@ -178,7 +185,7 @@ def load_config(role: str | None, environ: Mapping[str, str]) -> Config:
     if any(c in token for c in "\r\n\x00"):
         raise ConfigError("FD_TOKEN", "must not contain newlines or NUL characters")
 
-    listen_host = (env.raw("FD_LISTEN_HOST") or "127.0.0.1").strip()
+    listen_host = env.raw("FD_LISTEN_HOST") or "127.0.0.1"
     if not _valid_host(listen_host):
         raise ConfigError("FD_LISTEN_HOST", f"invalid address {_show(listen_host)}")
     # Port 0 (let the OS choose) is accepted for tests; the HTTP default then is 0 too.
@@ -220,7 +227,7 @@ def load_config(role: str | None, environ: Mapping[str, str]) -> Config:
     shutdown_grace_ms = env.integer("FD_SHUTDOWN_GRACE_MS", 5000, 0, DAY_MS)
 
     level_raw = env.raw("FD_LOG_LEVEL")
-    log_level = "info" if level_raw is None else level_raw.strip().lower()
+    log_level = "info" if level_raw is None else level_raw.lower()
     if log_level not in LOG_LEVELS:
         raise ConfigError("FD_LOG_LEVEL", f"expected one of {', '.join(LOG_LEVELS)}, "
                           f"got {_show(level_raw or '')}")
@@ -232,7 +239,7 @@ def load_config(role: str | None, environ: Mapping[str, str]) -> Config:
         missing = "FD_TLS_KEY" if tls_key is None else "FD_TLS_CERT"
         raise ConfigError(missing, "FD_TLS_CERT and FD_TLS_KEY must be set together")
     auth_raw = env.raw("FD_TLS_CLIENT_AUTH")
-    auth_text = "0" if auth_raw is None else auth_raw.strip()
+    auth_text = "0" if auth_raw is None else auth_raw
     if auth_text not in ("0", "1"):
         raise ConfigError("FD_TLS_CLIENT_AUTH", f"expected 0 or 1, got {_show(auth_raw or '')}")
     tls_client_auth = auth_text == "1"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from reference_impl.protocol.errors import ProtocolError, error_reply
-from reference_impl.protocol.framing import FrameDecoder, encode_frame
+from reference_impl.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 
 #: How often a blocked recv/accept wakes up to look at the idle clock and the stop flag.
 POLL_S = 0.2
@@ -56,8 +56,10 @@ class ProtocolServer:
     def __init__(self, host: str, port: int, handler: Handler, *,
                  max_connections: int = 128, idle_timeout_ms: int = 30000,
                  ssl_context: ssl.SSLContext | None = None,
-                 on_error: Callable[[str, BaseException], None] | None = None) -> None:
+                 on_error: Callable[[str, BaseException], None] | None = None,
+                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self.host = host
+        self.max_frame_bytes = max_frame_bytes
         self.port = port
         self.handler = handler
         self.max_connections = max_connections
@@ -232,7 +234,7 @@ class ProtocolServer:
                 self._threads.discard(threading.current_thread())
 
     def _loop(self, sock: socket.socket, conn: Connection) -> None:
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(self.max_frame_bytes)
         idle_deadline = time.monotonic() + self.idle_timeout_s
         while not self._closing.is_set():
             left = idle_deadline - time.monotonic()

@@ -1,0 +1,344 @@
+"""Contract rules that no other check observed (docs/RULE_COVERAGE.md lists them): the
+valid range of every SPEC §2 variable, the exact frame limits of §4, the largest valid
+task on every route, the token never echoed in a reply (§5), `hello` in a v2 envelope
+(§7 step 3) and JSON equality of numbers (§8).
+
+Why boundaries on both sides: a rule "1–1024" is two rules ("1024 is valid", "1025 is
+not"), and an implementation can get either wrong; so each limit is exercised at the
+limit (must be accepted) and one past it (must be refused).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from graders import oracle
+from graders.checks.common import (dig, error_problems, expect_error, expect_ok, first_difference,
+                                   redact, send, submit)
+from graders.checks.registry import CheckFailed, check
+from graders.client import FRAME_LIMITS, Connection, ConnectionClosed, make_request
+from graders.drivers.base import StartError
+
+ROLES = ("orchestrator", "collector", "analyzer", "reporter")
+DAY_MS = 86_400_000
+#: SPEC §2 integer variables: (name, lowest valid, highest valid). Ports are set by the
+#: grader (they must stay where the proxies point), so only their upper bound is tried.
+INT_RANGES = (
+    ("FD_MEMORY_RETENTION", 1, 10_000_000),
+    ("FD_ATTEMPT_TIMEOUT_MS", 1, DAY_MS),
+    ("FD_TASK_DEADLINE_MS", 1, DAY_MS),
+    ("FD_IDLE_TIMEOUT_MS", 1, DAY_MS),
+    ("FD_RETRY_BASE_MS", 0, DAY_MS),
+    ("FD_RETRY_CAP_MS", 0, DAY_MS),
+    ("FD_SHUTDOWN_GRACE_MS", 0, DAY_MS),
+    ("FD_RETRY_MAX_ATTEMPTS", 1, 100),
+    ("FD_QUEUE_SIZE", 0, 1_000_000),
+    ("FD_WORKERS", 1, 1024),
+    ("FD_MAX_CONNECTIONS", 1, 100_000),
+)
+#: The role whose restarts the configuration check uses: every variable is validated in
+#: every role (SPEC §2), and an agent restarts fastest.
+CONFIG_ROLE = "reporter"
+EXIT_WAIT_S = 10.0
+
+
+def _invalid_cases(ctx) -> list[tuple[str, dict, str]]:
+    """(what, env, the variable the one-line message must name)."""
+    cases = []
+    for name, lo, hi in INT_RANGES:
+        cases.append((f"{name}={hi + 1} (one past {hi})", {name: str(hi + 1)}, name))
+        below = str(lo - 1) if lo > 0 else "-1"
+        cases.append((f"{name}={below} (below {lo})", {name: below}, name))
+    ep = ctx.deployment.endpoint(CONFIG_ROLE)
+    cases += [
+        ("FD_HTTP_PORT=65536", {"FD_HTTP_PORT": "65536"}, "FD_HTTP_PORT"),
+        ("FD_HTTP_PORT equal to FD_LISTEN_PORT", {"FD_HTTP_PORT": str(ep.port)}, "FD_HTTP_PORT"),
+        ("FD_WORKERS=abc", {"FD_WORKERS": "abc"}, "FD_WORKERS"),
+        ("FD_WORKERS=1e2 (not decimal digits)", {"FD_WORKERS": "1e2"}, "FD_WORKERS"),
+        ("FD_LOG_LEVEL=verbose", {"FD_LOG_LEVEL": "verbose"}, "FD_LOG_LEVEL"),
+        ("FD_TLS_CLIENT_AUTH=2", {"FD_TLS_CLIENT_AUTH": "2"}, "FD_TLS_CLIENT_AUTH"),
+        ("FD_COLLECTOR_ADDR port 65536", {"FD_COLLECTOR_ADDR": "127.0.0.1:65536"}, "FD_COLLECTOR_ADDR"),
+        ("FD_ANALYZER_ADDR port 0", {"FD_ANALYZER_ADDR": "127.0.0.1:0"}, "FD_ANALYZER_ADDR"),
+        ("FD_ROUTES not a prefix", {"FD_ROUTES": '{"triage": ["collect", "report"]}'}, "FD_ROUTES"),
+        ("FD_TOKEN unset", {"FD_TOKEN": ""}, "FD_TOKEN"),
+    ]
+    return cases
+
+
+def _expect_exit_2(ctx, what: str, env: dict, variable: str) -> None:
+    dep = ctx.deployment
+    before = len(dep.logs(CONFIG_ROLE, "stderr"))
+    try:
+        dep.start(CONFIG_ROLE, env, wait=False)
+    except StartError as exc:
+        raise CheckFailed(f"{CONFIG_ROLE} could not be executed for {what}", received=str(exc)) from None
+    rc = dep.wait(CONFIG_ROLE, EXIT_WAIT_S)
+    if rc is None:
+        dep.kill(CONFIG_ROLE)
+        dep.wait(CONFIG_ROLE, 5.0)
+        raise CheckFailed(f"{CONFIG_ROLE} started with the invalid value {what} (still running after "
+                          f"{EXIT_WAIT_S:.0f} s)", sent=env, expected="exit status 2 at start-up",
+                          received="the service kept running",
+                          hint="SPEC §2 lists the valid values of every variable; anything else "
+                               "is invalid, in every role, even where the role does not use it.")
+    lines: list[str] = []
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:   # the output reader may lag behind the exit
+        lines = dep.logs(CONFIG_ROLE, "stderr")[before:]
+        if any(variable in line for line in lines):
+            break
+        time.sleep(0.05)
+    if rc != 2:
+        raise CheckFailed(f"{CONFIG_ROLE} exited with status {rc} for {what}", sent=env,
+                          expected="exit status 2", received={"status": rc, "stderr": lines[-5:]})
+    if not any(variable in line for line in lines):
+        raise CheckFailed(f"{CONFIG_ROLE} exited 2 for {what} but no stderr line names {variable}",
+                          sent=env, expected=f"a one-line message naming {variable}",
+                          received=lines[-5:] or "(no stderr)")
+
+
+def _expect_start(ctx, what: str, env: dict) -> None:
+    dep = ctx.deployment
+    try:
+        dep.start(CONFIG_ROLE, env)
+    except StartError as exc:
+        raise CheckFailed(f"{CONFIG_ROLE} refused to start with valid values ({what})", sent=env,
+                          expected="the service starts (every value is at an end of its range)",
+                          received={"exit status": exc.exit_code, "last output": exc.output_tail[-5:]},
+                          hint="Ranges in SPEC §2 include both ends; spaces and tabs around a "
+                               "value are ignored.") from None
+    dep.stop(CONFIG_ROLE)
+
+
+@check(id="contract.config_ranges", title="every SPEC §2 variable: both ends of its range start, one past exits 2",
+       items=["orchestration.configuration"], weight=1, stage=1, challenge="pipeline-basics",
+       timeout=90.0)
+def config_ranges(ctx):
+    """The reporter is restarted with every integer variable at the low end of its range
+    (one start), then at the high end (another): it must start both times (values padded
+    with spaces and tabs, which are ignored). Then one start per invalid value: one past
+    the high end and one below the low end of every integer variable, a port of 65536,
+    an HTTP port equal to the listen port, non-digits, an unknown log level,
+    FD_TLS_CLIENT_AUTH=2, agent addresses with ports 0 and 65536, a non-prefix route and
+    no token: each must exit with status 2 and a stderr line naming the variable."""
+    dep = ctx.deployment
+    low = {name: f" {lo}\t" for name, lo, _hi in INT_RANGES}
+    high = {name: str(hi) for name, _lo, hi in INT_RANGES}
+    dep.stop(CONFIG_ROLE)
+    try:
+        _expect_start(ctx, "every integer at its lowest valid value", low)
+        _expect_start(ctx, "every integer at its highest valid value", high)
+        ctx.note("action", "reporter started with every integer at each end of its range")
+        cases = _invalid_cases(ctx)
+        for what, env, variable in cases:
+            _expect_exit_2(ctx, what, env, variable)
+        ctx.note("reaction", f"{len(cases)} invalid values: exit 2 naming the variable each time")
+    finally:
+        if dep.running(CONFIG_ROLE):
+            dep.stop(CONFIG_ROLE)
+        dep.start(CONFIG_ROLE)
+        ctx.topo.wait_ready(5.0)
+        ctx.note("heal", "reporter back with the shared settings")
+
+
+@check(id="contract.largest_task", title="the largest valid task succeeds on every route",
+       items=["orchestration.pipeline"], weight=1, stage=1, challenge="pipeline-basics",
+       timeout=60.0)
+def largest_task(ctx):
+    """A submit frame of exactly 1 MiB (the orchestrator's limit) holding 10,000 records,
+    each an event of its own service with non-ASCII text, on each route (triage, parse,
+    stats): the step payloads and results are several MB (SPEC §4: up to 16 MiB between
+    services and in replies); the result must equal the oracle's."""
+    limit = FRAME_LIMITS["orchestrator"]
+    for task_type in ("parse", "stats", "triage"):
+        tid = ctx.task_id("largest")
+        empty = {"source": "x", "records": [], "thresholds": {}}
+        probe = make_request("submit", {"task_type": task_type, "input": empty}, token=ctx.token,
+                             task_id=tid)
+        frame_overhead = len(json.dumps(probe, ensure_ascii=False, separators=(",", ":")).encode())
+        inner = len(json.dumps(empty, separators=(",", ":")).encode())
+        task_input = oracle.largest_input(ctx.rng, limit - (frame_overhead - inner))
+        req = make_request("submit", {"task_type": task_type, "input": task_input}, token=ctx.token,
+                           task_id=tid, msg_id=probe["msg_id"])
+        size = len(json.dumps(req, ensure_ascii=False, separators=(",", ":")).encode())
+        if size != limit:
+            raise RuntimeError(f"grader bug: the largest submit is {size} bytes, not {limit}")
+        with ctx.topo.connect(timeout=30.0) as conn:
+            reply = conn.request(req, timeout=30.0)
+        summary = {"task_type": task_type, "task_id": tid, "records": len(task_input["records"]),
+                   "frame_bytes": size}
+        payload = expect_ok(reply, "submit", sent=summary, token=ctx.token,
+                            what=f"the largest valid {task_type} task (a 1 MiB submit of 10,000 records)",
+                            hint="SPEC §4: step payloads and replies can exceed 1 MiB; agents accept "
+                                 "16 MiB frames and every reader of replies accepts 16 MiB.")
+        expected = oracle.expected_result(task_type, task_input)
+        diff = first_difference(expected, payload.get("result"))
+        if diff:
+            raise CheckFailed(f"the largest {task_type} task's result differs from the oracle at {diff}",
+                              sent=summary, expected="the oracle's result", received=diff)
+        ctx.note("reaction", f"{task_type}: 1 MiB submit, result of "
+                             f"{len(json.dumps(expected).encode()) // 1024} KiB equal to the oracle")
+
+
+def _padded_hello(token: str, size: int) -> bytes:
+    """A valid hello frame of exactly `size` bytes (JSON whitespace before the last brace)."""
+    body = json.dumps(make_request("hello", {"versions": [1], "role": "orchestrator"}, token=token,
+                                   msg_id="m-limit"), separators=(",", ":")).encode()
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+@check(id="contract.frame_limits", title="a frame of exactly the limit (with \\r\\n) is read; one byte more is 13",
+       items=["security.input_validation"], weight=1, stage=3, challenge="bad-tokens", timeout=60.0)
+def frame_limits(ctx):
+    """On each service, its SPEC §4 limit L (1 MiB on the orchestrator, 16 MiB on agents):
+    a valid hello of exactly L bytes ended by \\r\\n (the \\r does not count) gets hello_ok;
+    a complete hello of L + 1 bytes ended by \\n gets frame_too_large (13) with
+    limit_bytes L, then the connection is closed."""
+    dep = ctx.deployment
+    for role in ROLES:
+        limit = FRAME_LIMITS[role]
+        ep = dep.endpoint(role)
+        with Connection(ep.host, ep.port, timeout=20.0) as conn:
+            conn.send_raw(_padded_hello(ctx.token, limit) + b"\r\n")
+            reply = conn.recv(timeout=20.0)
+            if dig(reply, "type") != "hello_ok" or reply.get("in_reply_to") != "m-limit":
+                raise CheckFailed(f"{role}: a hello of exactly {limit} bytes followed by \\r\\n must be read",
+                                  sent=f"a valid hello padded to {limit} bytes + \\r\\n",
+                                  expected="hello_ok for m-limit", received=redact(reply, ctx.token),
+                                  hint="SPEC §4: the limit counts the frame only; neither the \\n nor "
+                                       "a \\r just before it counts.")
+        with Connection(ep.host, ep.port, timeout=20.0) as conn:
+            conn.send_raw(_padded_hello(ctx.token, limit + 1) + b"\n")
+            try:
+                reply = conn.recv(timeout=20.0)
+            except ConnectionClosed:
+                reply = {"type": "(connection closed without a reply)"}
+            probs = error_problems(reply, "frame_too_large")
+            if probs or dig(reply, "error", "details", "limit_bytes") != limit:
+                raise CheckFailed(f"{role}: a complete frame of {limit + 1} bytes must get frame_too_large "
+                                  f"with limit_bytes {limit}", sent=f"a hello padded to {limit + 1} bytes + \\n",
+                                  expected=f"error 13, limit_bytes {limit}", received=redact(reply, ctx.token))
+            if not conn.wait_closed(5.0):
+                raise CheckFailed(f"{role}: after frame_too_large the connection must be closed",
+                                  expected="EOF", received="connection still open after 5 s")
+    ctx.note("action", "frames of exactly the limit (+\\r\\n) and one byte over sent to all four services")
+
+
+def _no_token(ctx, what: str, reply: dict, sent: dict) -> None:
+    if ctx.token in json.dumps(reply, ensure_ascii=False):
+        raise CheckFailed(f"{what}: the reply contains the token", sent=redact(sent, ctx.token),
+                          expected="no field of the reply holds the token",
+                          received=redact(reply, ctx.token),
+                          hint="SPEC §5: a field a reply echoes (msg_id, task_id) is echoed only when it "
+                               "does not contain the token.")
+
+
+@check(id="contract.token_echo", title="a msg_id or task_id holding the token is never echoed",
+       items=["security.secrets"], weight=1, stage=3, challenge="bad-tokens")
+def token_echo(ctx):
+    """To the orchestrator and the collector: a wrong token with msg_id "m-<token>" ->
+    unauthorized with in_reply_to null; the right token with that msg_id ->
+    schema_violation at $.msg_id, in_reply_to null; the right token with task_id
+    "<token>-t" -> schema_violation at $.task_id, task_id null, and no record file for it.
+    No reply may contain the token (SPEC §5)."""
+    dep = ctx.deployment
+    work = {"orchestrator": ("status", {}), "collector": ("collect", {"source": "s", "records": []})}
+    for role, (rtype, payload) in work.items():
+        msg_id = "m-" + ctx.token
+        bad = make_request(rtype, payload, token="wrong-" + ctx.token[:4], msg_id=msg_id, task_id="t-echo")
+        _sent, reply = _send_frame(ctx, role, bad)
+        expect_error(reply, "unauthorized", sent=bad, token=ctx.token, what=f"{role}: wrong token")
+        _no_token(ctx, f"{role}: wrong token, msg_id holding the token", reply, bad)
+        if reply.get("in_reply_to") is not None:
+            raise CheckFailed(f"{role}: in_reply_to must be null when the msg_id contains the token",
+                              sent=redact(bad, ctx.token), expected=None, received=redact(reply, ctx.token))
+        for field, req in (("msg_id", make_request(rtype, payload, token=ctx.token, msg_id=msg_id,
+                                                   task_id=ctx.task_id("echo"))),
+                           ("task_id", make_request(rtype, payload, token=ctx.token,
+                                                    task_id=ctx.token + "-t"))):
+            _sent, reply = _send_frame(ctx, role, req)
+            _no_token(ctx, f"{role}: {field} holding the token", reply, req)
+            err = expect_error(reply, "schema_violation", sent=req, token=ctx.token,
+                               what=f"{role}: an authenticated request whose {field} contains the token")
+            if dig(err, "details", "path") != f"$.{field}":
+                raise CheckFailed(f"{role}: the schema_violation must name $.{field}",
+                                  sent=redact(req, ctx.token), expected=f"details.path $.{field}",
+                                  received=redact(reply, ctx.token))
+        leaked = [f for f in dep.memory_files(role) if ctx.token in f]
+        if leaked:
+            raise CheckFailed(f"{role}: a memory file is named after a task_id holding the token",
+                              expected="nothing stored", received=[redact(f, ctx.token) for f in leaked])
+
+
+def _send_frame(ctx, role: str, req: dict) -> tuple[dict, dict]:
+    ep = ctx.deployment.endpoint(role)
+    with Connection(ep.host, ep.port, timeout=5.0) as conn:
+        return req, conn.request(req, timeout=5.0)
+
+
+@check(id="contract.hello_v2", title="a hello in a v2 envelope is unsupported_version",
+       items=["versioning.drift"], weight=1, stage=4, challenge="schema-drift")
+def hello_v2(ctx):
+    """On each service, hello with "v": 2 (offering versions [1, 2]) gets
+    unsupported_version (22) listing 1 in supported: the version check of SPEC §7 step 3
+    comes before any type-specific handling, hello included; a hello in a v1 envelope
+    then still gets hello_ok."""
+    for role in ROLES:
+        req = make_request("hello", {"versions": [1, 2], "role": "orchestrator"}, token=ctx.token, v=2)
+        _sent, reply = _send_frame(ctx, role, req)
+        err = expect_error(reply, "unsupported_version", sent=req, token=ctx.token,
+                           what=f"{role}: hello in a \"v\": 2 envelope",
+                           hint="SPEC §7 step 3: an unsupported envelope version is refused for every "
+                                "type, hello included; the payload's versions list is not read.")
+        if 1 not in (dig(err, "details", "supported") or []):
+            raise CheckFailed(f"{role}: unsupported_version.details.supported must list 1",
+                              sent=redact(req, ctx.token), expected=[1], received=redact(reply, ctx.token))
+        req, reply = send(ctx, role, "hello", {"versions": [1], "role": "orchestrator"})
+        expect_ok(reply, "hello", sent=req, token=ctx.token, what=f"{role}: hello in a v1 envelope")
+
+
+BIG = 2 ** 53
+
+
+@check(id="contract.number_equality", title="payload equality compares numbers as doubles",
+       items=["routing.idempotency"], weight=1, stage=2, challenge="idempotency")
+def number_equality(ctx):
+    """SPEC §8 JSON equality. A task whose records hold the integer 2^53 + 1 is resubmitted
+    with 2^53 (the same double): replay:true with the same result; then with 2^53 + 4 (a
+    different double): idempotency_conflict (30). The same three collects sent straight to
+    the collector: collect_ok, replay:true, idempotency_conflict."""
+    base = oracle.generate_input(ctx.rng, 5, bad_fraction=0.0)
+
+    def with_number(n):
+        return dict(base, records=list(base["records"]) + [n])
+
+    first, same, other = with_number(BIG + 1), with_number(BIG), with_number(BIG + 4)
+    if not oracle.json_equal(first, same) or oracle.json_equal(first, other):
+        raise RuntimeError("grader bug: the oracle's JSON equality disagrees with SPEC §8")
+    tid = ctx.task_id("numeq")
+    req, reply = submit(ctx, tid, first)
+    result = expect_ok(reply, "submit", sent=req, token=ctx.token, what="a task holding 2^53 + 1").get("result")
+    req, reply = submit(ctx, tid, same)
+    p = expect_ok(reply, "submit", sent=req, token=ctx.token,
+                  what="the same task resubmitted with 2^53 (equal as a double to 2^53 + 1)",
+                  hint="SPEC §8: numbers are equal when they are equal as IEEE 754 doubles.")
+    if reply.get("replay") is not True or p.get("result") != result:
+        raise CheckFailed("a resubmission equal as JSON (2^53 vs 2^53 + 1) must replay the stored result",
+                          sent=redact(req, ctx.token), expected="replay: true, the same result",
+                          received={"replay": reply.get("replay")})
+    req, reply = submit(ctx, tid, other)
+    expect_error(reply, "idempotency_conflict", sent=req, token=ctx.token,
+                 what="the same task_id with 2^53 + 4 (a different double)")
+    ctid = ctx.task_id("numeq-agent")
+    payloads = [{"source": base["source"], "records": r["records"]} for r in (first, same, other)]
+    req, reply = send(ctx, "collector", "collect", payloads[0], task_id=ctid)
+    expect_ok(reply, "collect", sent=req, token=ctx.token, what="collector: a collect holding 2^53 + 1")
+    req, reply = send(ctx, "collector", "collect", payloads[1], task_id=ctid)
+    expect_ok(reply, "collect", sent=req, token=ctx.token, what="collector: the same collect with 2^53")
+    if reply.get("replay") is not True:
+        raise CheckFailed("collector: a collect equal as JSON (2^53 vs 2^53 + 1) must be replayed",
+                          sent=redact(req, ctx.token), expected="replay: true",
+                          received={"replay": reply.get("replay")})
+    req, reply = send(ctx, "collector", "collect", payloads[2], task_id=ctid)
+    expect_error(reply, "idempotency_conflict", sent=req, token=ctx.token,
+                 what="collector: the same (task_id, collect) with 2^53 + 4")
