@@ -674,8 +674,13 @@ RUN_AUTOGRADER = r"""#!/usr/bin/env bash
 ROOT="${FAULTDRILL_AUTOGRADER_ROOT:-/autograder}"
 PY="$ROOT/faultdrill-venv/bin/python"
 if [ ! -x "$PY" ]; then
-  mkdir -p "$ROOT/results"
-  printf '%s\n' '{"score": 0, "output": "GRADER ERROR: the autograder is not installed (setup.sh did not finish); this is not your fault, please tell the course staff.", "tests": [{"name": "grader error", "score": 0, "max_score": 0, "status": "failed", "output": "faultdrill-venv missing"}]}' > "$ROOT/results/results.json"
+  msg="faultdrill-venv missing: setup.sh did not finish"
+  echo "faultdrill autograder: INCOMPLETE: $msg" >&2
+  mkdir -p "$ROOT/results" 2>/dev/null
+  if ! { printf '%s\n' '{"score": 0, "output": "INCOMPLETE: GRADER ERROR: the autograder is not installed (setup.sh did not finish); this is not your fault, please tell the course staff.", "output_format": "text", "tests": [{"name": "grader error", "score": 0, "max_score": 0, "status": "failed", "output": "faultdrill-venv missing"}], "extra_data": {"incomplete": true, "failure": "grader"}}' > "$ROOT/results/results.json"; } 2>/dev/null; then
+    echo "faultdrill autograder: cannot write $ROOT/results/results.json as uid $(id -u): run run_autograder as root (as Gradescope does) or make $ROOT/results writable" >&2
+    exit 1
+  fi
   exit 0
 fi
 exec "$PY" -m graders.packaging autograde --root "$ROOT"
@@ -686,10 +691,18 @@ faultdrill Gradescope autograder (kit {version})
 
 Upload this zip as a Gradescope "autograder" (Ubuntu base image). setup.sh installs the
 kit from faultdrill/ into /autograder/faultdrill-venv{wheels_note}; run_autograder grades
-/autograder/submission (a folder with faultdrill.toml at its root or one level below)
-with `faultdrill grade` and writes /autograder/results/results.json. Full reports
+the submission in /autograder/submission with `faultdrill grade` and writes
+/autograder/results/results.json. The submission is the folder with a faultdrill.toml: at
+the top of the upload, in a folder (a zipped folder), or beside the candidate bundle in a
+repository (the bundle's own challenges/starter is skipped unless it is the only one);
+two at the same level are refused with a message naming both. Set the assignment's
+autograder points to 100: the score is 100 x the report's overall score. Candidates see
+each visible check at once; the total, the top-level summary and the hidden checks only
+once grades are published; instructors also see the run's stdout (score, suggested
+level, cap, areas) and an "Interviewer summary" test with the whole report. Full reports
 (report.html, report.md, junit.xml, grade.log) are kept in
-/autograder/results/faultdrill/. The seed is derived from the submission id, so a regrade
+/autograder/results/faultdrill/ (or a temporary folder, named in the output, when that
+cannot be created). The seed is derived from the submission id, so a regrade
 replays the same run; set FAULTDRILL_SEED to choose one. FAULTDRILL_GRADE_ARGS adds
 arguments to `faultdrill grade` (e.g. "--runs 3"); FAULTDRILL_GRADE_TIMEOUT bounds the
 run in seconds (default 2400).
@@ -744,6 +757,9 @@ def build_gradescope_zip(out: Path, *, repo: Path | None = None, wheelhouse: Pat
         entries[src + rel] = (text.encode(), 0o644)
     # Only what scoring reads; the interviewer's prose stays out of the package.
     entries[src + "rubric/rubric.toml"] = ((repo / "rubric" / "rubric.toml").read_bytes(), 0o644)
+    # The starter's code (candidate material): feedback points at its CHALLENGE(...) lines.
+    for path in sorted((repo / "challenges" / "starter").glob("*.py")):
+        entries[src + "challenges/starter/" + path.name] = (path.read_bytes(), 0o644)
     for w in wheels:
         entries["wheels/" + w.name] = (w.read_bytes(), 0o644)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -758,14 +774,92 @@ def build_gradescope_zip(out: Path, *, repo: Path | None = None, wheelhouse: Pat
 
 # --------------------------------------------------------------------------- autograder run
 
-def find_submission(sub: Path) -> Path | None:
-    """The directory holding faultdrill.toml: the submission root, or the single folder
-    below it that has one (people often upload a zipped folder)."""
-    if (sub / "faultdrill.toml").is_file():
-        return sub
-    found = sorted(p.parent for p in sub.glob("*/faultdrill.toml"))
-    found += sorted(p.parent for p in sub.glob("*/*/faultdrill.toml"))
-    return found[0] if len(found) == 1 else None
+class SubmissionLayoutError(Exception):
+    """The upload holds no submission, or several that cannot be told apart (the message
+    says what was found and what to upload)."""
+
+
+# How deep, and through how many entries, an upload is searched for faultdrill.toml.
+_SEARCH_DEPTH = 4
+_SEARCH_ENTRIES = 20_000
+# Folders that never hold a submission's manifest (tooling, dependencies, caches).
+_SEARCH_SKIP = {"node_modules", "__pycache__", "venv", ".venv", "site-packages"}
+
+
+def manifest_dirs(sub: Path) -> list[Path]:
+    """Folders of `sub` (itself included) holding a regular-file faultdrill.toml, at most
+    _SEARCH_DEPTH levels down, never through a symbolic link, hidden folders skipped."""
+    found, seen = [], 0
+    level = [sub]
+    for _depth in range(_SEARCH_DEPTH + 1):
+        nxt = []
+        for d in level:
+            try:
+                entries = sorted(os.scandir(d), key=lambda e: e.name)
+            except OSError:
+                continue
+            for e in entries:
+                seen += 1
+                if seen > _SEARCH_ENTRIES:
+                    return found
+                if e.name == "faultdrill.toml" and e.is_file(follow_symlinks=False):
+                    found.append(Path(d))
+                elif (e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+                      and e.name not in _SEARCH_SKIP):
+                    nxt.append(Path(e.path))
+        level = nxt
+    return found
+
+
+def _kit_owned(d: Path) -> bool:
+    """The kit's own folders inside an upload (a candidate bundle or a kit checkout in a
+    repository): its starter and its reference, never the candidate's work by default."""
+    if d.name == "starter" and d.parent.name == "challenges" and (d.parent / "SPEC.md").is_file():
+        return True
+    return d.name == "reference_impl" and (d.parent / "graders").is_dir()
+
+
+def find_submission(sub: Path) -> Path:
+    """The candidate's folder in an upload: the one with a faultdrill.toml, at the top,
+    in a folder (a zipped folder) or beside the candidate bundle in a repository. The
+    bundle's own starter counts only when it is the only manifest (the candidate edited
+    it in place). Raises SubmissionLayoutError when there is none or the choice is
+    ambiguous: the shallowest manifests win, and of several at one level only a folder
+    named `submission` (the bundle's convention) is taken, never a guess."""
+    sub = Path(sub)
+    if not sub.is_dir():
+        raise SubmissionLayoutError(f"{sub} is not a folder: nothing was uploaded")
+    found = manifest_dirs(sub)
+    if not found:
+        raise SubmissionLayoutError(
+            f"no faultdrill.toml in the upload (searched {_SEARCH_DEPTH} folders deep). Upload the "
+            "folder whose faultdrill.toml says how to start the four services (SPEC §3), or a "
+            "repository holding it.")
+    own = [d for d in found if not _kit_owned(d)]
+    pool = own or [d for d in found if d.name == "starter"]
+    if not pool:
+        raise SubmissionLayoutError("the upload holds only the kit's own reference_impl; upload your submission")
+    depth = min(len(d.relative_to(sub).parts) for d in pool)
+    top = [d for d in pool if len(d.relative_to(sub).parts) == depth]
+    if len(top) == 1:
+        return top[0]
+    named = [d for d in top if d.name == "submission"]
+    if len(named) == 1:
+        return named[0]
+    listed = ", ".join(f"{d.relative_to(sub).as_posix()}/" for d in top[:6]) + (" ..." if len(top) > 6 else "")
+    raise SubmissionLayoutError(
+        f"the upload has {len(top)} folders with a faultdrill.toml at the same level ({listed}); "
+        "keep only your submission, or name its folder submission/")
+
+
+def replay_path_for(sub: Path, upload: Path) -> str:
+    """The submission's folder as the candidate has it (relative to the upload), for the
+    `faultdrill check` lines of the feedback."""
+    try:
+        rel = Path(sub).relative_to(upload).as_posix()
+    except ValueError:
+        return "PATH"
+    return rel if rel not in ("", ".") else "."
 
 
 def seed_for(root: Path) -> int:
@@ -786,7 +880,7 @@ def failure_results(kind: str, message: str, *, seed: int | None, elapsed: float
     upload cannot be graded: counts as a failed test) or "grader" (our fault: max_score 0,
     flagged so staff can regrade)."""
     grader = kind == "grader"
-    head = ("GRADER ERROR (not your fault; the course staff will regrade): " if grader
+    head = ("INCOMPLETE: GRADER ERROR (not your fault; the course staff will regrade): " if grader
             else "Your submission could not be graded: ")
     return {
         "score": 0,
@@ -805,40 +899,122 @@ def failure_results(kind: str, message: str, *, seed: int | None, elapsed: float
             "output_format": "text",
             "visibility": "visible",
         }],
-        "extra_data": {"seed": seed, "kit_version": KIT_VERSION, "failure": kind},
+        "extra_data": {"seed": seed, "kit_version": KIT_VERSION, "failure": kind, "incomplete": grader},
     }
 
 
-def _atomic_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+class ResultsUnwritable(Exception):
+    """results.json cannot be written at all (the message says why and what to do)."""
+
+
+def _why_unwritable(path: Path) -> str:
+    d = path.parent
+    try:
+        st = d.stat()
+        owner = f"{d} is owned by uid {st.st_uid} with mode {st.st_mode & 0o7777:o}"
+    except OSError as exc:
+        owner = f"{d}: {exc.strerror or exc}"
+    return (f"cannot write {path}: {owner} and this process runs as uid {os.getuid()}. Run "
+            f"run_autograder as root (as Gradescope does), or make {d} writable for this user.")
+
+
+def results_writable(path: Path) -> str | None:
+    """None when results.json can be written (atomically in its folder, or in place into
+    an existing writable file), else the reason, in one sentence."""
+    d = path.parent
+    if not d.exists():
+        try:
+            d.mkdir(parents=True)
+        except OSError:
+            return _why_unwritable(path)
+    if os.access(d, os.W_OK | os.X_OK):
+        return None
+    if path.is_file() and os.access(path, os.W_OK):
+        return None
+    return _why_unwritable(path)
+
+
+def write_results(path: Path, obj: dict) -> None:
+    """Write results.json: a new file renamed into place when the folder is writable,
+    else into the existing file (a results/ folder owned by another user with a
+    results.json this user may write). Raises ResultsUnwritable otherwise."""
+    text = json.dumps(obj, indent=2, default=str) + "\n"
     tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        return
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    try:
+        with open(path, "r+", encoding="utf-8") as fh:
+            fh.truncate(0)
+            fh.write(text)
+    except OSError:
+        raise ResultsUnwritable(_why_unwritable(path)) from None
+
+
+_atomic_json = write_results
+
+
+def _work_dir(results: Path) -> tuple[Path, str | None]:
+    """Where the full reports go: results/faultdrill, or a fresh temporary folder (and a
+    note saying so) when that cannot be created."""
+    work = results / "faultdrill"
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        if os.access(work, os.W_OK | os.X_OK):
+            return work, None
+    except OSError:
+        pass
+    import tempfile
+    tmp = Path(tempfile.mkdtemp(prefix="faultdrill-autograde-"))
+    return tmp, f"{work} cannot be written; the full reports are in {tmp}"
+
+
+def _say(text: str) -> None:
+    """Instructor-facing output: Gradescope shows run_autograder's stdout to staff only."""
+    print(text, flush=True)
 
 
 def autograde(root: Path, *, timeout: float | None = None) -> int:
-    """Grade root/submission into root/results/results.json. Always writes results.json;
-    returns 0 when it did."""
+    """Grade the upload in root/submission into root/results/results.json. Writes
+    results.json whatever happened and returns 0; returns 1, with one clear message and
+    no traceback, only when results.json cannot be written at all."""
     t0 = time.monotonic()
     root = Path(root)
     results = root / "results"
-    work = results / "faultdrill"
-    work.mkdir(parents=True, exist_ok=True)
     target = results / "results.json"
+    problem = results_writable(target)
+    if problem:
+        print(f"faultdrill autograder: {problem}", file=sys.stderr, flush=True)
+        _say(f"faultdrill autograder: no results.json written: {problem}")
+        return 1
     seed = None
+    final: dict | None = None
     try:
+        work, note = _work_dir(results)
+        if note:
+            _say(f"faultdrill autograder: {note}")
         seed = seed_for(root)
-        sub = find_submission(root / "submission")
-        if sub is None:
-            _atomic_json(target, failure_results(
-                "submission", "no faultdrill.toml at the root of the submission (or in exactly one "
-                "folder below it). SPEC §3 says what it must contain.", seed=seed,
-                elapsed=time.monotonic() - t0))
+        upload = root / "submission"
+        try:
+            sub = find_submission(upload)
+        except SubmissionLayoutError as exc:
+            final = failure_results("submission", str(exc), seed=seed, elapsed=time.monotonic() - t0)
             return 0
+        _say(f"faultdrill autograder: grading {sub} (seed {seed})")
         timeout = timeout or float(os.environ.get("FAULTDRILL_GRADE_TIMEOUT", "") or 2400)
         cmd = [sys.executable, "-m", "graders.cli", "grade", str(sub), "--out", str(work),
                "--seed", str(seed), *shlex.split(os.environ.get("FAULTDRILL_GRADE_ARGS", ""))]
-        log = work / "grade.log"
+        # The log is written beside the report directory and moved into it afterwards:
+        # `faultdrill grade` empties its --out of earlier results before grading.
+        log = work.parent / f".faultdrill-grade-{os.getpid()}.log"
+        if not os.access(work.parent, os.W_OK):
+            log = work / "grade.log"
         with open(log, "wb") as fh:
             try:
                 proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -847,23 +1023,41 @@ def autograde(root: Path, *, timeout: float | None = None) -> int:
             except subprocess.TimeoutExpired:
                 code = None
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        if log != work / "grade.log":
+            os.replace(log, work / "grade.log")
         report = work / "results.json"
-        if code == 0 and report.is_file():
+        # faultdrill grade: 0 all passed, 1 some failed, 3 incomplete (the report says
+        # INCOMPLETE); 2 is a usage error (the upload's manifest cannot be read).
+        if code in (0, 1, 3) and report.is_file():
+            from graders.report.gradescope import for_gradescope, instructor_stdout
             data = json.loads(report.read_text(encoding="utf-8"))
-            data["output"] = (data.get("output", "") + f"\nSeed {seed}; replay locally with: "
-                              f"faultdrill check PATH --seed {seed}").strip()
-            _atomic_json(target, data)
+            md = work / "report.md"
+            final = for_gradescope(
+                data, report_md=md.read_text(encoding="utf-8") if md.is_file() else None,
+                replay_path=replay_path_for(sub, upload),
+                seed_note=f"Seed {seed}. Each failed check above shows the `faultdrill check` command "
+                          "that replays it on your machine.")
+            _say(instructor_stdout(data))
+            _say(f"full reports: {work}")
         elif code == 2:
-            _atomic_json(target, failure_results("submission", tail.strip().splitlines()[-1] if tail.strip()
-                                                 else "faultdrill grade refused the submission",
-                                                 seed=seed, elapsed=time.monotonic() - t0))
+            final = failure_results("submission", tail.strip().splitlines()[-1] if tail.strip()
+                                    else "faultdrill grade refused the submission",
+                                    seed=seed, elapsed=time.monotonic() - t0)
         else:
             why = f"grading timed out after {timeout:.0f} s" if code is None else f"faultdrill grade exited {code}"
-            _atomic_json(target, failure_results("grader", f"{why}\n{tail}", seed=seed,
-                                                 elapsed=time.monotonic() - t0))
+            final = failure_results("grader", f"{why}\n{tail}", seed=seed, elapsed=time.monotonic() - t0)
     except Exception as exc:  # noqa: BLE001 - results.json must exist whatever happened
-        _atomic_json(target, failure_results("grader", f"{type(exc).__name__}: {exc}", seed=seed,
-                                             elapsed=time.monotonic() - t0))
+        final = failure_results("grader", f"{type(exc).__name__}: {exc}", seed=seed,
+                                elapsed=time.monotonic() - t0)
+    finally:
+        if final is not None:
+            if final.get("extra_data", {}).get("failure"):
+                _say(f"faultdrill autograder: {final['output']}")
+            try:
+                write_results(target, final)
+            except ResultsUnwritable as exc:
+                print(f"faultdrill autograder: {exc}", file=sys.stderr, flush=True)
+                return 1
     return 0
 
 

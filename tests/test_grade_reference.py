@@ -127,11 +127,13 @@ def test_grade_refuses_unknown_check_ids(tmp_path, capsys):
 
 def test_a_submission_that_cannot_start_is_graded_not_errored(tmp_path, capsys):
     cmd = '["{python}", "-c", "import sys; print(\'boom\', file=sys.stderr); sys.exit(3)"]'
-    (tmp_path / "faultdrill.toml").write_text(
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "faultdrill.toml").write_text(
         "[submission]\nname = 'dead'\nspec_version = 1\n"
         + "".join(f"[services.{r}]\ncommand = {cmd}\n" for r in ("orchestrator", "collector", "analyzer", "reporter")))
-    out = tmp_path / "out"
-    assert cli.main(["grade", str(tmp_path), "--seed", "3", "--out", str(out), "--quiet"]) == 0
+    out = tmp_path / "out"      # outside the submission (a report dir inside it is refused)
+    assert cli.main(["grade", str(sub), "--seed", "3", "--out", str(out), "--quiet"]) == 0
     data = json.loads((out / "results.json").read_text())
     assert data["extra_data"]["verdict_counts"] == {"pass": 0, "fail": len(all_checks()), "error": 0}
     assert data["score"] == 0 and data["max_score"] > 0

@@ -19,20 +19,23 @@ from graders.report.html import report_html
 __all__ = ["write_reports", "build_model", "results_json", "junit_xml", "report_md", "report_html"]
 
 
-def write_reports(result, sheet, rubric, specs, out_dir: Path) -> dict[str, Path]:
-    """Write all four reports into out_dir; return their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model(result, sheet, rubric, specs)
-    paths = {
-        "results.json": out_dir / "results.json",
-        "junit.xml": out_dir / "junit.xml",
-        "report.md": out_dir / "report.md",
-        "report.html": out_dir / "report.html",
-    }
-    paths["results.json"].write_text(json.dumps(results_json(model), indent=2, default=str) + "\n",
-                                     encoding="utf-8")
-    paths["junit.xml"].write_text(junit_xml(model), encoding="utf-8")
-    paths["report.md"].write_text(report_md(model), encoding="utf-8")
-    paths["report.html"].write_text(report_html(model), encoding="utf-8")
-    return paths
+def write_reports(result, sheet, rubric, specs, out_dir) -> dict[str, Path]:
+    """Write all four reports into out_dir; return their paths.
+
+    `out_dir` is an `OutDir` the grade prepared before any candidate code ran, or a path,
+    prepared here (graders.safefs: created or verified, a previous grade's files removed,
+    every file written as a new file renamed into place, never through a link)."""
+    from graders.safefs import OutDir, prepare_out_dir
+    out = out_dir if isinstance(out_dir, OutDir) else prepare_out_dir(Path(out_dir))
+    try:
+        model = build_model(result, sheet, rubric, specs)
+        return {
+            "results.json": out.write_text("results.json", json.dumps(results_json(model), indent=2,
+                                                                      default=str) + "\n"),
+            "junit.xml": out.write_text("junit.xml", junit_xml(model)),
+            "report.md": out.write_text("report.md", report_md(model)),
+            "report.html": out.write_text("report.html", report_html(model)),
+        }
+    finally:
+        if out is not out_dir:
+            out.close()
