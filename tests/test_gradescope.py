@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -112,18 +113,70 @@ def test_wheelhouse_must_hold_deps_and_build_backend(tmp_path):
         P.build_gradescope_zip(tmp_path / "x.zip", wheelhouse=wh)
 
 
-def test_find_submission(tmp_path):
+def _manifest(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "faultdrill.toml").write_text("[submission]\n")
+    return d
+
+
+def _bundle(d: Path) -> None:
+    """What a candidate bundle puts in a repository: the SPEC and the kit's starter."""
+    (d / "challenges").mkdir(parents=True, exist_ok=True)
+    (d / "challenges" / "SPEC.md").write_text("# SPEC\n")
+    _manifest(d / "challenges" / "starter")
+
+
+def test_find_submission_in_the_usual_upload_layouts(tmp_path):
     sub = tmp_path / "submission"
     sub.mkdir()
-    assert P.find_submission(sub) is None
-    (sub / "myproj").mkdir()
-    (sub / "myproj" / "faultdrill.toml").write_text("")
+    with pytest.raises(P.SubmissionLayoutError, match="no faultdrill.toml"):
+        P.find_submission(sub)
+    # a zipped folder: the manifest one level down
+    _manifest(sub / "myproj")
     assert P.find_submission(sub) == sub / "myproj"
-    (sub / "other").mkdir()
-    (sub / "other" / "faultdrill.toml").write_text("")
-    assert P.find_submission(sub) is None  # ambiguous: refuse to guess
-    (sub / "faultdrill.toml").write_text("")
+    # two at one level: refused, naming both
+    _manifest(sub / "other")
+    with pytest.raises(P.SubmissionLayoutError, match=r"2 folders .*myproj/, other/"):
+        P.find_submission(sub)
+    # the manifest at the top wins over deeper ones
+    _manifest(sub)
     assert P.find_submission(sub) == sub
+
+
+def test_find_submission_in_a_repository_holding_the_bundle(tmp_path):
+    repo = tmp_path / "submission"
+    _bundle(repo)
+    _manifest(repo / "submission")
+    assert P.find_submission(repo) == repo / "submission"
+    assert P.replay_path_for(repo / "submission", repo) == "submission"
+    # the same repository zipped as a folder
+    nested = tmp_path / "zipped"
+    _bundle(nested / "repo-main")
+    _manifest(nested / "repo-main" / "mine")
+    assert P.find_submission(nested) == nested / "repo-main" / "mine"
+    # the candidate edited the bundle's starter in place: it is the submission
+    inplace = tmp_path / "inplace"
+    _bundle(inplace)
+    assert P.find_submission(inplace) == inplace / "challenges" / "starter"
+    assert P.replay_path_for(inplace / "challenges" / "starter", inplace) == "challenges/starter"
+    # a tie at one level is broken only by the bundle's `submission/` convention
+    _manifest(repo / "notes")
+    assert P.find_submission(repo) == repo / "submission"
+
+
+def test_find_submission_follows_no_links_and_skips_tooling(tmp_path):
+    outside = _manifest(tmp_path / "outside")
+    sub = tmp_path / "submission"
+    sub.mkdir()
+    (sub / "link").symlink_to(outside, target_is_directory=True)
+    (sub / "node_modules").mkdir()
+    _manifest(sub / "node_modules" / "pkg")
+    _manifest(sub / ".git" / "x")
+    (sub / "faultdrill.toml").symlink_to(outside / "faultdrill.toml")
+    with pytest.raises(P.SubmissionLayoutError, match="no faultdrill.toml"):
+        P.find_submission(sub)
+    with pytest.raises(P.SubmissionLayoutError, match="not a folder"):
+        P.find_submission(tmp_path / "missing")
 
 
 def test_seed_from_metadata_env_and_stability(tmp_path, monkeypatch):
@@ -145,6 +198,7 @@ def test_failure_results_are_valid_gradescope(kind):
     # a grader error can never cost the candidate points
     assert (r["tests"][0]["max_score"] == 0) == (kind == "grader")
     assert ("GRADER ERROR" in r["output"]) == (kind == "grader")
+    assert r["extra_data"]["incomplete"] == (kind == "grader")
 
 
 def test_autograde_without_manifest_writes_results(tmp_path):
@@ -181,7 +235,11 @@ def test_setup_and_run_autograder_on_simulated_autograder(package, tmp_path):
     (root / "run_autograder").write_bytes((root / "source" / "run_autograder").read_bytes())
     (root / "run_autograder").chmod(0o755)
     import shutil
-    shutil.copytree(STARTER, root / "submission", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # a repository holding the candidate bundle's starter and the candidate's own folder
+    shutil.copytree(STARTER, root / "submission" / "challenges" / "starter",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (root / "submission" / "challenges" / "SPEC.md").write_text("# SPEC\n")
+    shutil.copytree(STARTER, root / "submission" / "mysub", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (root / "submission_metadata.json").write_text(json.dumps({"id": 424242}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update(FAULTDRILL_AUTOGRADER_ROOT=str(root), FAULTDRILL_PYTHON=sys.executable,
@@ -200,14 +258,24 @@ def test_setup_and_run_autograder_on_simulated_autograder(package, tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     results = json.loads((root / "results" / "results.json").read_text())
     jsonschema.validate(results, GRADESCOPE_SCHEMA)
-    names = sorted(t["name"].split(":")[0] for t in results["tests"])
+    names = sorted(t["extra_data"]["check_id"] for t in results["tests"] if "check_id" in t["extra_data"])
     assert names == sorted(only.split(",")), (names, (root / "results/faultdrill/grade.log").read_text()[-3000:])
+    summary = [t for t in results["tests"] if t["extra_data"].get("kind") == "interviewer_summary"]
+    assert len(summary) == 1 and summary[0]["visibility"] == "hidden" and "suggested" in summary[0]["output"]
+    # instructors see the summary on stdout (hidden from students)
+    assert results["stdout_visibility"] == "hidden"
+    assert "faultdrill: score" in run.stdout and "suggested level" in run.stdout, run.stdout[-2000:]
+    assert "grading " + str(root / "submission" / "mysub") in run.stdout
     total = sum(t["score"] for t in results["tests"])
     assert abs(results["score"] - total) < 1e-6
     assert all(0 <= t["score"] <= t["max_score"] for t in results["tests"])
     # the starter passes the first stage; its result must say so
     by = {t["name"].split(":")[0]: t for t in results["tests"]}
     assert by["pipeline.triage_oracle"]["status"] == "passed"
+    # a failed visible check replays with the candidate's own folder and command
+    failed = [t for t in results["tests"] if t["status"] == "failed" and t["visibility"] == "visible"]
+    for t in failed:
+        assert "replay: faultdrill check mysub --challenge " in t["output"], t["output"]
     # seed derived from the submission id, printed, reports kept
     seed = P.seed_for(root)
     assert results["extra_data"]["seed"] == seed and f"Seed {seed}" in results["output"]
@@ -233,3 +301,115 @@ def test_gradescope_cli(tmp_path):
     again = subprocess.run([sys.executable, "-m", "graders.cli", "gradescope", str(out)], cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+# --- run_autograder as a non-root user --------------------------------------------------------
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+needs_setpriv = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                                   reason="needs root and setpriv to run the autograder as another user")
+
+
+@pytest.fixture
+def world_dir():
+    """A temporary autograder root any user can enter (pytest's tmp_path is 0700)."""
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="fd-ag-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _as_nobody(args, root: Path, **kw):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO_ROOT), "HOME": str(root),
+           "FAULTDRILL_AUTOGRADER_ROOT": str(root), "FAULTDRILL_SEED": "5"}
+    return subprocess.run(NOBODY + args, env=env, capture_output=True, text=True, timeout=120, **kw)
+
+
+def _autograde_as_nobody(root: Path):
+    return _as_nobody([sys.executable, "-m", "graders.packaging", "autograde", "--root", str(root)], root)
+
+
+def _upload(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        p = root / "submission" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    for p in [root / "submission", *(root / "submission").rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+@needs_setpriv
+def test_non_root_with_a_root_owned_results_dir_says_why_without_a_traceback(world_dir):
+    _upload(world_dir, {"notes.txt": "no manifest"})
+    (world_dir / "results").mkdir(mode=0o755)
+    proc = _autograde_as_nobody(world_dir)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "cannot write" in proc.stderr and "uid 65534" in proc.stderr and "as root" in proc.stderr
+    assert not (world_dir / "results" / "results.json").exists()
+    # the bash entry point without an installed kit says the same kind of thing
+    script = world_dir / "run_autograder"
+    script.write_text(P.RUN_AUTOGRADER)
+    script.chmod(0o755)
+    sh = _as_nobody([str(script)], world_dir)
+    assert sh.returncode == 1 and "cannot write" in sh.stderr and "Permission denied" not in sh.stderr
+
+
+@needs_setpriv
+def test_non_root_writes_into_an_existing_results_json(world_dir):
+    """results/ owned by root but results.json writable: written in place; the full
+    reports go to a temporary folder named in the output."""
+    _upload(world_dir, {"notes.txt": "no manifest"})
+    results = world_dir / "results"
+    results.mkdir(mode=0o755)
+    (results / "results.json").write_text("{}")
+    (results / "results.json").chmod(0o666)
+    proc = _autograde_as_nobody(world_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    r = json.loads((results / "results.json").read_text())
+    jsonschema.validate(r, GRADESCOPE_SCHEMA)
+    assert r["extra_data"]["failure"] == "submission" and "faultdrill.toml" in r["output"]
+    assert "cannot be written; the full reports are in" in proc.stdout
+    for line in proc.stdout.splitlines():
+        if "the full reports are in " in line:
+            shutil.rmtree(line.rsplit(" ", 1)[1], ignore_errors=True)
+
+
+def _nobody_can_grade(root: Path) -> bool:
+    """Whether uid 65534 can run `faultdrill grade` with this interpreter (its packages may
+    live where that user cannot read, e.g. under /root)."""
+    probe = _as_nobody([sys.executable, "-c", "import graders.cli, graders.checks, hypothesis, jsonschema"], root)
+    return probe.returncode == 0
+
+
+@needs_setpriv
+def test_non_root_with_its_own_results_dir_finds_the_submission_and_grades(world_dir):
+    """As uid 65534 with a results/ it owns: an ambiguous upload is refused with both
+    folders named; a repository holding the bundle is graded (`faultdrill grade` run as
+    that user refuses the broken manifest: the submission's failure, shown on stdout)."""
+    _upload(world_dir, {"challenges/SPEC.md": "# SPEC\n", "challenges/starter/faultdrill.toml": "[submission]\n",
+                        "a/faultdrill.toml": "[submission]\n", "b/faultdrill.toml": "[submission]\n"})
+    results = world_dir / "results"
+    results.mkdir()
+    os.chown(results, 65534, 65534)
+    proc = _autograde_as_nobody(world_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    r = json.loads((results / "results.json").read_text())
+    jsonschema.validate(r, GRADESCOPE_SCHEMA)
+    assert r["extra_data"]["failure"] == "submission" and "a/, b/" in r["output"]
+    assert "a/, b/" in proc.stdout, "instructors see why on stdout"
+    assert (results / "faultdrill").is_dir()
+    if not _nobody_can_grade(world_dir):
+        pytest.skip("uid 65534 cannot import the kit's dependencies with this interpreter")
+    shutil.rmtree(world_dir / "submission" / "b")
+    (world_dir / "submission" / "a" / "faultdrill.toml").write_text("[submission\nnot toml")
+    proc = _autograde_as_nobody(world_dir)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((results / "results.json").read_text())
+    assert r["extra_data"]["failure"] == "submission", r
+    assert f"grading {world_dir / 'submission' / 'a'}" in proc.stdout
+    assert (results / "faultdrill" / "grade.log").is_file()
