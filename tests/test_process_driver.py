@@ -35,6 +35,22 @@ def alive(pid: int) -> bool:
         return False
 
 
+def host_pid(d, role: str, pid: int) -> int:
+    """The host pid of a process the service reported as `pid`: the same number
+    unsandboxed; inside a sandbox, the process of the service's PID namespace whose
+    innermost pid (NSpid) is `pid`."""
+    svc = d.services[role]
+    if not d.sandboxed:
+        return pid
+    from graders.sandbox import procs
+    for host in procs.members(svc.ns_inode):
+        status = Path(f"/proc/{host}/status").read_text()
+        nspid = [line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:")]
+        if nspid and int(nspid[0]) == pid:
+            return host
+    raise AssertionError(f"no process with pid {pid} in the sandbox of {role}")
+
+
 def hello(ep, timeout=3.0):
     with Connection(ep.host, ep.port, timeout=timeout) as c:
         return c.request(make_request("hello", {"versions": [1]}, token=TOKEN))
@@ -51,7 +67,8 @@ def fake():
 def test_manifest_expands_placeholders():
     sub = load_manifest(FIXTURES / "fake_service")
     assert sub.name.startswith("fake-service") and sub.spec_version == 1
-    assert sub.commands["collector"][0] == os.sys.executable
+    from graders.sandbox.layout import base_python
+    assert sub.commands["collector"][0] == base_python()     # the base interpreter, never a venv's
     assert sub.commands["analyzer"][1] == str((FIXTURES / "fake_service" / "fake_service.py").resolve())
     assert sub.raw_commands["collector"] == ["{python}", "fake_service.py"]
 
@@ -116,14 +133,15 @@ def test_missing_token_exit_code(fake):
 def test_kill_pause_resume_restart(fake):
     ep = fake.endpoint("orchestrator")
     fake.start("orchestrator", env={"FD_LOG_LEVEL": "debug"})
-    first_pid = hello(ep)["payload"]["pid"]
+    first_pid = host_pid(fake, "orchestrator", hello(ep)["payload"]["pid"])
+    assert first_pid == fake.pid("orchestrator")
     fake.pause("orchestrator")
     with pytest.raises(ClientTimeout):
         hello(ep, timeout=0.5)
     fake.resume("orchestrator")
     assert hello(ep)["type"] == "hello_ok"
     fake.restart("orchestrator")
-    second_pid = hello(ep)["payload"]["pid"]
+    second_pid = host_pid(fake, "orchestrator", hello(ep)["payload"]["pid"])
     assert second_pid != first_pid and not alive(first_pid)
     env = json.loads(fake.read_memory("orchestrator", "env.json"))
     assert env["FD_LOG_LEVEL"] == "debug"            # restart keeps the start env
@@ -230,7 +248,7 @@ def test_floods_output_is_capped():
 def test_leaves_child_running_everything_killed():
     d = deploy("hostile/leaves-child-running")
     d.start("collector")
-    child = int(d.read_memory("collector", "children.txt"))
+    child = host_pid(d, "collector", int(d.read_memory("collector", "children.txt")))
     assert alive(child)
     marker = f"FD_MEMORY_DIR={d.memory_dir('collector')}".encode()
     t0 = time.monotonic()

@@ -10,11 +10,13 @@ __all__ = ["CleanupReport", "Deployment", "Driver", "Endpoint", "StartError"]
 DRIVERS = ("process", "docker")
 
 
-def get_driver(name: str) -> Driver:
-    """The driver called `name`; docker's SDK is imported only when it is asked for."""
+def get_driver(name: str, *, sandbox: bool | None = None) -> Driver:
+    """The driver called `name`; docker's SDK is imported only when it is asked for.
+    `sandbox` (process driver): True requires the sandbox, False runs unsandboxed, None
+    follows graders.sandbox.enabled_by_default()."""
     if name == "process":
         from .process import ProcessDriver
-        return ProcessDriver()
+        return ProcessDriver(sandbox=sandbox)
     if name == "docker":
         from .docker import DockerDriver
         return DockerDriver()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..manifest import ROLES, Submission
 
 __all__ = ["ROLES", "SPEC_ENV_VARS", "PASSTHROUGH_ENV", "Endpoint", "StartError",
-           "CleanupReport", "Deployment", "Driver"]
+           "CleanupReport", "Deployment", "Driver", "Wrapped", "WrapUnsupported"]
 
 #: Every variable of SPEC §2: the only FD_* variables a grader may set.
 SPEC_ENV_VARS = frozenset({
@@ -52,6 +52,21 @@ class StartError(Exception):
         super().__init__(f"{role}: {message}" + (f"\n  last output:\n{tail}" if tail else ""))
 
 
+class WrapUnsupported(Exception):
+    """This driver cannot start a service under a wrapper program (e.g. strace)."""
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """What `Deployment.start_wrapped` tells the check: where the wrapper's output file
+    is on the grader's side once the service has stopped, and the service's memory
+    directory and working directory as the service itself sees them (paths in the
+    wrapper's output are in the service's view)."""
+    output: str
+    memory_dir: str
+    cwd: str
+
+
 @dataclass
 class CleanupReport:
     """What `Deployment.close()` found and did; `ok` is False if anything survived."""
@@ -60,6 +75,10 @@ class CleanupReport:
     survivors: list[int] = field(default_factory=list)       # still alive after SIGKILL
     removed_dirs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: True when the driver proved every candidate process gone (a sandbox's PID
+    #: namespace is empty, a container removed); None when it cannot prove it
+    #: (unsandboxed processes: a daemon that escaped every scan is not seen).
+    proven_gone: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -128,6 +147,16 @@ class Deployment(ABC):
 
     @abstractmethod
     def logs(self, role: str, stream: str = "stderr") -> list[str]: ...
+
+    def start_wrapped(self, role: str, wrap: list[str], env: dict[str, str] | None = None, *,
+                      timeout: float = 10.0) -> Wrapped:
+        """Start `role` (like `start`, waiting until started) with the trusted program
+        `wrap` (an argv prefix, e.g. strace and its options ending in `--`) as the
+        service's parent, in the service's own sandbox; every "{output}" in `wrap` is
+        replaced by a file path the wrapper may write. Only this one run is wrapped (a
+        later `restart`/`start` is not). Why in the driver: only the driver knows how a
+        program runs next to the service and how its output file gets back out."""
+        raise WrapUnsupported(f"the {type(self).__name__} driver cannot run a service under a wrapper")
 
     @abstractmethod
     def close(self) -> CleanupReport: ...

@@ -1,24 +1,36 @@
-"""ProcessDriver: each service of a submission as a local process group.
+"""ProcessDriver: each service of a submission as a local, sandboxed process.
 
-Why process groups and a scrubbed environment: a submission is untrusted code. Each
-service runs in its own session (so signals reach everything it spawned and nothing of
-ours), sees only the SPEC §2 variables (so it cannot depend on the grader's environment or
-read its secrets), runs under resource limits, and has its output captured with a size cap
-by reader threads (so a flood cannot exhaust the grader). `close()` verifies that nothing
-survives, including children that stayed in the group and daemons that double-forked out
-of it (found by the unique FD_MEMORY_DIR in their environment).
+Why a sandbox: a submission is untrusted code (docs/THREAT_MODEL.md). By default every
+service runs inside its own bubblewrap sandbox (`graders.sandbox.policy`): its own PID
+namespace, an unprivileged uid of the deployment's own with no capabilities and
+no_new_privs, an allowlist file-system view (system and submission read-only, its memory
+and home dirs writable, a private /tmp, the kit invisible) and resource limits. Each
+service also sees only the SPEC §2 variables (so it cannot depend on the grader's
+environment or read its secrets), and has its output captured with a size cap by reader
+threads (so a flood cannot exhaust the grader).
+
+`close()` proves that nothing survives: the sandbox's namespace init has been reaped and
+no process of that PID namespace remains (a process cannot leave its PID namespace,
+whatever it does with sessions, groups or its environment); in root mode a second proof is
+that no process runs with the deployment's uid.
 
 Signals follow `docker stop` semantics: SIGTERM goes to the service's main process only
-(a wrapper script must `exec` its server), SIGKILL / SIGSTOP / SIGCONT go to the whole
-group. Exit codes are Python's: negative N means "killed by signal N".
+(a wrapper script must `exec` its server), SIGKILL ends the whole sandbox (its namespace
+init), SIGSTOP / SIGCONT go to every process of the sandbox. Exit codes are Python's:
+negative N means "killed by signal N".
+
+Unsandboxed (`sandbox=False`, the CLI's --unsafe-no-sandbox): each service is its own
+process group, signals go to the group, leftovers are found by group and by the unique
+FD_MEMORY_DIR in their environment; nothing stops a candidate that tries to escape.
 """
 from __future__ import annotations
 
 import collections
+import json
 import os
+import select
 import random
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -28,10 +40,14 @@ import threading
 import time
 from pathlib import Path
 
+from .. import safefs
+from .. import sandbox as sandboxing
 from ..client import http_get
 from ..manifest import ROLES, Submission
+from ..sandbox import layout, procs, uids
+from ..sandbox.policy import Limits, SandboxSpec, bwrap_argv, describe
 from .base import (PASSTHROUGH_ENV, SPEC_ENV_VARS, CleanupReport, Deployment, Driver, Endpoint,
-                   StartError)
+                   StartError, Wrapped)
 
 __all__ = ["ProcessDriver", "ProcessDeployment", "allocate_ports", "release_ports", "OUTPUT_CAP_BYTES"]
 
@@ -179,10 +195,18 @@ def _clamp(limit: int, kind: int) -> tuple[int, int]:
     return limit, (limit if hard == resource.RLIM_INFINITY else hard)
 
 
-def _make_preexec():
+def _make_preexec(limits_spec: Limits | None = None):
     limits = [(resource.RLIMIT_CPU, _clamp(CPU_LIMIT_S, resource.RLIMIT_CPU)),
               (resource.RLIMIT_AS, _clamp(ADDRESS_SPACE_BYTES, resource.RLIMIT_AS)),
               (resource.RLIMIT_NOFILE, _clamp(OPEN_FILES, resource.RLIMIT_NOFILE))]
+    if limits_spec is not None:
+        limits = [(resource.RLIMIT_CPU, _clamp(limits_spec.cpu_seconds, resource.RLIMIT_CPU)),
+                  (resource.RLIMIT_AS, _clamp(limits_spec.address_space_bytes, resource.RLIMIT_AS)),
+                  (resource.RLIMIT_NOFILE, _clamp(limits_spec.open_files, resource.RLIMIT_NOFILE)),
+                  (resource.RLIMIT_FSIZE, _clamp(limits_spec.file_size_bytes, resource.RLIMIT_FSIZE))]
+        if limits_spec.processes is not None:
+            # Counted per uid: the deployment's own uid, so this bounds the deployment.
+            limits.append((resource.RLIMIT_NPROC, _clamp(limits_spec.processes, resource.RLIMIT_NPROC)))
 
     def preexec() -> None:   # runs in the child between fork and exec: no allocation-heavy work
         for kind, (soft, hard) in limits:
@@ -252,6 +276,14 @@ class _Service:
         self.pgids: set[int] = set()
         self.paused = False
         self.strays: list[int] = []      # processes found alive after their service exited
+        self.next_wrap: list[str] | None = None   # argv prefix for the next start only
+        # Sandboxed runs: bwrap's namespace init (host pid), its PID namespace inode, and
+        # the service's main process (the init's only child; host pid).
+        self.init_pid: int | None = None
+        self.ns_inode: int | None = None
+        self.main_pid: int | None = None
+        # Namespaces not yet proven empty, each held open (procs.NamespaceHandle).
+        self.namespaces: list[procs.NamespaceHandle] = []
 
 
 def _proc_table() -> list[tuple[int, str, int]] | None:
@@ -283,19 +315,59 @@ def _has_env_marker(pid: int, marker: bytes) -> bool:
         return False
 
 
+#: How long a sandbox may take to report its namespace (bwrap --info-fd).
+SANDBOX_INFO_TIMEOUT_S = 10.0
+
+
+def _exit_status(raw: int | None, sandboxed: bool) -> int | None:
+    """A sandboxed service's status as Python reports a direct child's: bwrap exits
+    128+N when the service (or the sandbox) was killed by signal N."""
+    if raw is None or not sandboxed:
+        return raw
+    if 128 < raw < 128 + 65:
+        return -(raw - 128)
+    return raw
+
+
+def sandbox_spec(submission: Submission, *, mode: str, uid: int, gid: int,
+                 writable=(), readonly=(), limits: Limits | None = None) -> SandboxSpec:
+    """The sandbox of one service of `submission` on this host (see graders.sandbox)."""
+    system = layout.system_binds()
+    prefix = layout.python_prefix()
+    trees = [b.dest for b in system if b.kind == "ro-bind"] + ([prefix] if prefix else [])
+    root = str(submission.root)
+    inside_submission = [k for k in layout.kit_paths()
+                         if k != root and k.startswith(root.rstrip("/") + "/")]
+    return SandboxSpec(mode=mode, uid=uid, gid=gid, submission=root, system=system,
+                       python_prefix=prefix, masks=layout.hidden_masks(trees),
+                       submission_masks=tuple(inside_submission), writable=tuple(writable),
+                       readonly=tuple(readonly), limits=limits or Limits())
+
+
 class ProcessDeployment(Deployment):
     def __init__(self, submission: Submission, base_env: dict[str, dict[str, str]], *,
                  host: str = "127.0.0.1", output_cap: int = OUTPUT_CAP_BYTES,
-                 ports: dict[str, tuple[int, int]] | None = None):
+                 ports: dict[str, tuple[int, int]] | None = None, sandbox: bool = False):
         self.submission = submission
         self.host = host
         self.output_cap = output_cap
         self.base_env = {role: dict(base_env.get(role, {})) for role in ROLES}
         for role, env in self.base_env.items():
             self._check_env_keys(env, f"base_env[{role!r}]")
+        self.sandboxed = bool(sandbox)
+        self.mode = "none"
+        self.uid = self.gid = None
+        if self.sandboxed:
+            found = sandboxing.probe()
+            if not found.ok:
+                raise sandboxing.SandboxUnavailable(found.reason)
+            self.mode = found.mode
+            if self.mode == "root":
+                self.uid = self.gid = uids.pick_uid()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"faultdrill-{os.getpid()}-"))
         self.home = self.tmp / "home"
         self.home.mkdir()
+        self._own(self.home)
         # Fixed ports (for `faultdrill up`, where people type them) or fresh free ones.
         free = allocate_ports(2 * len(ROLES), host) if not ports else []
         self._claimed_ports = list(free)
@@ -303,10 +375,39 @@ class ProcessDeployment(Deployment):
         for i, role in enumerate(ROLES):
             memdir = self.tmp / "memory" / role
             memdir.mkdir(parents=True)
+            self._own(memdir)
+            (self.tmp / "files" / role).mkdir(parents=True)
             tcp, http = ports[role] if ports else (free[2 * i], free[2 * i + 1])
             ep = Endpoint(role, host, tcp, http)
             self.services[role] = _Service(role, ep, memdir)
         self._closed = False
+        self.last_report: CleanupReport | None = None
+        self.spec: SandboxSpec | None = None
+        if self.sandboxed:
+            self.spec = sandbox_spec(
+                submission, mode=self.mode, uid=self.uid if self.uid is not None else os.getuid(),
+                gid=self.gid if self.gid is not None else os.getgid(),
+                writable=[str(self.home)], readonly=[],
+                limits=Limits() if self.mode == "root" else Limits(processes=None))
+
+    def sandbox_description(self) -> dict:
+        """What the grade metadata says about how the services ran."""
+        if self.spec is None:
+            return describe(None, mode="none", reason="--unsafe-no-sandbox: the candidate ran "
+                            "as the grader's user, with the grader's files, processes and network")
+        return describe(self.spec)
+
+    def _own(self, path: Path) -> None:
+        """Hand a directory the service writes to the deployment's uid (root mode)."""
+        if self.uid is not None:
+            os.chown(path, self.uid, self.gid)
+
+    def _service_spec(self, svc: "_Service") -> SandboxSpec:
+        from dataclasses import replace
+        files = str(self.tmp / "files" / svc.role)
+        wrap_dir = (str(self.tmp / "wrap" / svc.role),) if svc.next_wrap else ()
+        return replace(self.spec, writable=(*self.spec.writable, str(svc.memdir), *wrap_dir),
+                       readonly=(files,))
 
     # --- helpers ---
     def _svc(self, role: str) -> _Service:
@@ -342,7 +443,35 @@ class ProcessDeployment(Deployment):
             out = svc.lines["stdout"][svc.run_start["stdout"]:]
         return [f"stderr| {line}" for line in err[-n:]] + [f"stdout| {line}" for line in out[-n // 3:]]
 
+    def _main_pid(self, svc: _Service, timeout: float = 0.0) -> int | None:
+        """The service's main process (host pid): the sandbox init's child, checked to be
+        in the sandbox's namespace (never a recycled pid)."""
+        if svc.main_pid is not None:
+            if procs.pid_ns_inode(svc.main_pid) == svc.ns_inode:
+                return svc.main_pid
+            return None
+        if svc.init_pid is None:
+            return None
+        deadline = time.monotonic() + timeout
+        while True:
+            kids = [k for k in procs.children_of(svc.init_pid)
+                    if procs.pid_ns_inode(k) == svc.ns_inode]
+            if kids:
+                svc.main_pid = kids[0]
+                return svc.main_pid
+            if time.monotonic() >= deadline or svc.proc is None or svc.proc.poll() is not None:
+                return None
+            time.sleep(0.005)
+
     def _signal_group(self, svc: _Service, sig: int) -> None:
+        if self.sandboxed:
+            if svc.ns_inode is None or svc.init_pid is None:
+                return
+            if sig == signal.SIGKILL:
+                procs.kill_namespace(svc.init_pid, svc.ns_inode)
+            else:   # SIGSTOP / SIGCONT: every candidate process, not the sandbox's reaper
+                procs.signal_members(svc.ns_inode, sig, exclude=(svc.init_pid,))
+            return
         for pgid in list(svc.pgids):
             try:
                 os.killpg(pgid, sig)
@@ -350,6 +479,12 @@ class ProcessDeployment(Deployment):
                 pass
 
     def _group_members(self, svc: _Service, *, include_escaped: bool) -> list[int]:
+        if self.sandboxed:
+            found: list[int] = []
+            for ns in svc.namespaces:
+                if ns.held:
+                    found += procs.members(ns.inode)
+            return found
         table = _proc_table()
         me = os.getpid()
         if table is None:   # no /proc: probe the groups themselves
@@ -375,13 +510,19 @@ class ProcessDeployment(Deployment):
         found = self._group_members(svc, include_escaped=True)
         if not found:
             return [], []
-        svc.strays.extend(p for p in found if p not in svc.strays)
-        self._signal_group(svc, signal.SIGKILL)
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        if not self.sandboxed:
+            svc.strays.extend(p for p in found if p not in svc.strays)
+        if self.sandboxed:
+            for ns in svc.namespaces:
+                if ns.held:
+                    procs.kill_namespace(ns.init_pid, ns.inode)
+        else:
+            self._signal_group(svc, signal.SIGKILL)
+            for pid in found:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         deadline = time.monotonic() + timeout
         alive = found
         while time.monotonic() < deadline:
@@ -410,13 +551,29 @@ class ProcessDeployment(Deployment):
                 for stream in ("stdout", "stderr"):
                     svc.run_start[stream] = len(svc.lines[stream])
             argv = self.submission.command(role)
+            if svc.next_wrap:   # start_wrapped: a trusted wrapper as the service's parent
+                argv = list(svc.next_wrap) + list(argv)
+            info_r = info_w = None
+            if self.sandboxed:
+                info_r, info_w = os.pipe()
+                run_argv = bwrap_argv(self._service_spec(svc), argv, info_fd=info_w)
+            else:
+                run_argv = argv
             try:
                 proc = subprocess.Popen(
-                    argv, cwd=str(self.submission.root), env=full_env, stdin=subprocess.DEVNULL,
+                    run_argv, cwd=str(self.submission.root), env=full_env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                    preexec_fn=_make_preexec(), close_fds=True)
+                    preexec_fn=_make_preexec(self.spec.limits if self.spec else None),
+                    close_fds=True, pass_fds=(info_w,) if info_w is not None else ())
             except OSError as exc:
+                for fd in (info_r, info_w):
+                    if fd is not None:
+                        os.close(fd)
                 raise StartError(role, f"could not execute {argv!r}: {exc}") from None
+            svc.init_pid = svc.ns_inode = svc.main_pid = None
+            if info_w is not None:
+                os.close(info_w)
+                self._read_info(svc, info_r, proc)
             svc.proc = proc
             svc.last_env = extra
             svc.paused = False
@@ -426,12 +583,53 @@ class ProcessDeployment(Deployment):
         if wait:
             self._wait_started(svc, timeout)
 
+    def _read_info(self, svc: _Service, fd: int, proc: subprocess.Popen) -> None:
+        """bwrap's --info-fd report: the namespace init's host pid and the PID namespace.
+        EOF without a report means bwrap failed (its stderr says why; the start then
+        fails as an early exit)."""
+        data = b""
+        deadline = time.monotonic() + SANDBOX_INFO_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    break
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                data += chunk
+                try:
+                    info = json.loads(data)
+                except ValueError:
+                    continue
+                svc.init_pid = int(info["child-pid"])
+                svc.ns_inode = int(info["pid-namespace"])
+                svc.namespaces.append(procs.NamespaceHandle(svc.init_pid, svc.ns_inode))
+                return
+        finally:
+            os.close(fd)
+
+    def start_wrapped(self, role: str, wrap: list[str], env: dict[str, str] | None = None, *,
+                      timeout: float = 10.0) -> Wrapped:
+        svc = self._svc(role)
+        out_dir = self.tmp / "wrap" / role
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._own(out_dir)
+        output = out_dir / f"output-{len(list(out_dir.iterdir()))}"
+        with svc.lock:
+            svc.next_wrap = [str(output) if part == "{output}" else part for part in wrap]
+            try:
+                self.start(role, env, timeout=timeout)
+            finally:
+                svc.next_wrap = None
+        return Wrapped(output=str(output), memory_dir=str(svc.memdir), cwd=str(self.submission.root))
+
     def _wait_started(self, svc: _Service, timeout: float) -> None:
         ep, proc = svc.endpoint, svc.proc
         deadline = time.monotonic() + timeout
         tcp_ok, http_desc = False, "was not reached"
         while True:
-            rc = proc.poll()
+            rc = _exit_status(proc.poll(), self.sandboxed)
             if rc is not None:
                 time.sleep(0.1)   # let the reader threads collect the last words
                 self._finish_run(svc)
@@ -465,6 +663,10 @@ class ProcessDeployment(Deployment):
     def _finish_run(self, svc: _Service) -> None:
         """After the main process exited: kill what it left in its group, drain readers."""
         _found, alive = self._reap_leftovers(svc, timeout=2.0)
+        if self.sandboxed and not alive and svc.proc is not None and svc.proc.poll() is not None:
+            for ns in svc.namespaces:   # proven empty: let the kernel free the number
+                ns.release()
+            svc.namespaces = []
         if not alive and svc.proc is not None and svc.proc.poll() is not None:
             svc.pgids.clear()   # the group is gone: never signal a recycled process group id
         for cap in svc.captures:
@@ -474,7 +676,12 @@ class ProcessDeployment(Deployment):
         svc = self._svc(role)
         if svc.proc is not None and svc.proc.poll() is None:
             try:
-                svc.proc.send_signal(signal.SIGTERM)
+                if self.sandboxed:
+                    main = self._main_pid(svc, timeout=2.0)
+                    if main is not None:
+                        procs.send(main, svc.ns_inode, signal.SIGTERM)
+                else:
+                    svc.proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
             if svc.paused:
@@ -485,7 +692,7 @@ class ProcessDeployment(Deployment):
         if svc.proc is None:
             return None
         try:
-            return svc.proc.wait(timeout=timeout)
+            return _exit_status(svc.proc.wait(timeout=timeout), self.sandboxed)
         except subprocess.TimeoutExpired:
             return None
 
@@ -495,13 +702,46 @@ class ProcessDeployment(Deployment):
             if svc.proc is None:
                 return None
             if svc.proc.poll() is None:
+                before = self._others(svc)
                 self.signal_term(role)
-                if self.wait(role, grace) is None:
+                if self._wait_noting_strays(svc, grace, before) is None:
                     self._signal_group(svc, signal.SIGKILL)
                     self.wait(role, 5.0)
             self._finish_run(svc)
             svc.paused = False
-            return svc.proc.poll()
+            return _exit_status(svc.proc.poll(), self.sandboxed)
+
+    def _others(self, svc: _Service) -> list[int]:
+        """The sandbox's processes other than its init and the main process, provided
+        the main process was still running after they were listed."""
+        main = self._main_pid(svc) if self.sandboxed and svc.ns_inode is not None else None
+        if main is None:
+            return []
+        sample = procs.members(svc.ns_inode, exclude=(svc.init_pid, main))
+        return sample if procs.running_in(main, svc.ns_inode) else []
+
+    def _wait_noting_strays(self, svc: _Service, timeout: float, before: list[int] = ()) -> int | None:
+        """Wait for the service after SIGTERM. Sandboxed, the kernel kills whatever the
+        service leaves in its namespace the moment it exits, so leftovers can only be seen
+        while it drains: processes other than the main one that were still alive at the
+        last look before it exited are recorded as strays (a note, never a score)."""
+        if not self.sandboxed or svc.ns_inode is None:
+            return self.wait(svc.role, timeout)
+        deadline = time.monotonic() + timeout
+        others: list[int] = list(before)    # the last look (the one before SIGTERM at first)
+        while True:
+            rc = svc.proc.poll()
+            if rc is not None:
+                svc.strays.extend(p for p in others if p not in svc.strays)
+                return _exit_status(rc, True)
+            if svc.main_pid is not None:
+                main = svc.main_pid
+                sample = procs.members(svc.ns_inode, exclude=(svc.init_pid, main))
+                if procs.running_in(main, svc.ns_inode):
+                    others = sample
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
 
     def kill(self, role: str) -> None:
         svc = self._svc(role)
@@ -531,11 +771,17 @@ class ProcessDeployment(Deployment):
 
     def exit_code(self, role: str) -> int | None:
         proc = self._svc(role).proc
-        return None if proc is None else proc.poll()
+        return None if proc is None else _exit_status(proc.poll(), self.sandboxed)
 
     def pid(self, role: str) -> int | None:
-        proc = self._svc(role).proc
-        return None if proc is None else proc.pid
+        """The host pid of the service's main process (inside a sandbox: the process
+        the manifest's command became, not bwrap)."""
+        svc = self._svc(role)
+        if svc.proc is None:
+            return None
+        if self.sandboxed:
+            return self._main_pid(svc, timeout=2.0)
+        return svc.proc.pid
 
     # --- memory ---
     def memory_dir(self, role: str) -> Path:
@@ -556,22 +802,50 @@ class ProcessDeployment(Deployment):
                 out.append(str((Path(dirpath) / name).relative_to(base)))
         return sorted(out)
 
+    # The memory directory is the candidate's: every access below it goes through
+    # graders.safefs (no link is ever followed), and what the grader creates there is
+    # handed to the deployment's uid, so the service can replace or quarantine it.
     def read_memory(self, role: str, relpath: str) -> bytes:
-        return self._mem_path(role, relpath).read_bytes()
+        self._mem_path(role, relpath)
+        return safefs.read_beneath(self._svc(role).memdir, relpath)
+
+    def _give(self, base: Path, relpath: str) -> None:
+        if self.uid is None:
+            return
+        parts = [p for p in Path(relpath).parts if p not in ("", ".")]
+        for i in range(1, len(parts) + 1):
+            fd = safefs.open_beneath(base, "/".join(parts[:i]), os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                os.fchown(fd, self.uid, self.gid)
+            finally:
+                os.close(fd)
 
     def write_memory(self, role: str, relpath: str, data: bytes) -> None:
-        path = self._mem_path(role, relpath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        self._mem_path(role, relpath)
+        base = self._svc(role).memdir
+        safefs.write_beneath(base, relpath, data)
+        self._give(base, relpath)
 
     def make_unreadable(self, role: str, relpath: str) -> None:
-        path = self._mem_path(role, relpath)
-        if path.is_dir():
-            return
-        if path.exists() or path.is_symlink():
-            path.unlink()
-        path.mkdir(parents=True)
-        (path / "unreadable").write_bytes(b"faultdrill: this record was replaced by a directory\n")
+        self._mem_path(role, relpath)
+        base = self._svc(role).memdir
+        parts = [p for p in Path(relpath).parts if p not in ("", ".")]
+        parent = "/".join(parts[:-1])
+        dfd = (safefs.open_beneath(base, parent, os.O_RDONLY | os.O_DIRECTORY, make_parents=True)
+               if parent else os.open(base, os.O_RDONLY | os.O_DIRECTORY))
+        try:
+            try:
+                os.unlink(parts[-1], dir_fd=dfd)          # a link is removed as a link
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                return                                    # already a directory
+            os.mkdir(parts[-1], 0o755, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+        safefs.write_beneath(base, f"{relpath}/unreadable",
+                             b"faultdrill: this record was replaced by a directory\n")
+        self._give(base, f"{relpath}/unreadable")
 
     def place_file(self, role: str, name: str, data: bytes, *, mode: int = 0o444) -> str:
         """Write a file for `role` (e.g. a TLS certificate) under the deployment's own
@@ -586,6 +860,8 @@ class ProcessDeployment(Deployment):
             path.chmod(0o600)
         path.write_bytes(data)
         path.chmod(mode)
+        if self.uid is not None:      # a grader-only directory: no candidate link here
+            os.chown(path, self.uid, self.gid)
         return str(path)
 
     # --- output ---
@@ -608,11 +884,12 @@ class ProcessDeployment(Deployment):
                 continue
             try:
                 if svc.proc.poll() is None:
+                    before = self._others(svc)
                     self.signal_term(role)
-                    if self.wait(role, 1.0) is None:
+                    if self._wait_noting_strays(svc, 1.0, before) is None:
                         self._signal_group(svc, signal.SIGKILL)
                         self.wait(role, 5.0)
-                report.stopped[role] = svc.proc.poll()
+                report.stopped[role] = _exit_status(svc.proc.poll(), self.sandboxed)
                 _found, alive = self._reap_leftovers(svc)
                 report.stray_pids += svc.strays
                 report.survivors += alive
@@ -623,31 +900,113 @@ class ProcessDeployment(Deployment):
                         pipe.close()
             except Exception as exc:   # noqa: BLE001 - report, keep cleaning the others
                 report.errors.append(f"{role}: {type(exc).__name__}: {exc}")
+        if self.sandboxed:
+            self._prove_gone(report)
         release_ports(self._claimed_ports)
-        for dirpath, dirs, _files in os.walk(self.tmp):
-            for d in dirs:
-                try:
-                    os.chmod(os.path.join(dirpath, d), 0o700)
-                except OSError:
-                    pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        # Candidate-touched tree: removed without following a link or chmod-ing by name.
+        report.errors += safefs.remove_tree(self.tmp)
         if self.tmp.exists():
             report.errors.append(f"could not remove {self.tmp}")
         else:
             report.removed_dirs.append(str(self.tmp))
+        self.last_report = report
         return report
+
+
+    def _prove_gone(self, report: CleanupReport) -> None:
+        """Every sandbox's outer bwrap has been reaped (so its namespace init is gone) and
+        no process of any of its PID namespaces remains; in root mode also no process
+        runs with the deployment's uid. Anything else is a survivor."""
+        for role, svc in self.services.items():
+            if svc.proc is not None and svc.proc.poll() is None:
+                report.survivors.append(svc.proc.pid)
+                report.errors.append(f"{role}: the sandbox of {role} did not exit")
+            for ns in svc.namespaces:
+                left = procs.wait_gone(ns.inode, 2.0) if ns.held else []
+                if left:
+                    report.survivors += left
+                    report.errors.append(f"{role}: processes {left} of its sandbox survived")
+                else:
+                    ns.release()
+        if self.uid is not None:
+            left = uids.processes_of_uid(self.uid)
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if left:
+                time.sleep(0.2)
+                still = uids.processes_of_uid(self.uid)
+                report.stray_pids += [p for p in left if p not in report.stray_pids]
+                if still:
+                    report.survivors += still
+                    report.errors.append(f"processes {still} of uid {self.uid} survived")
+        report.proven_gone = not report.survivors and all(
+            svc.proc is None or svc.proc.poll() is not None for svc in self.services.values())
 
 
 class ProcessDriver(Driver):
     name = "process"
 
     def __init__(self, *, host: str = "127.0.0.1", output_cap: int = OUTPUT_CAP_BYTES,
-                 ports: dict[str, tuple[int, int]] | None = None):
+                 ports: dict[str, tuple[int, int]] | None = None, sandbox: bool | None = None):
+        """`sandbox`: True requires the sandbox (SandboxUnavailable when it cannot be set
+        up), False runs unsandboxed, None follows graders.sandbox.enabled_by_default()."""
         self.host = host
         self.output_cap = output_cap
         self.ports = ports
+        self.sandbox = sandboxing.enabled_by_default() if sandbox is None else bool(sandbox)
+        self._deployments: list[ProcessDeployment] = []
+
+    def close(self) -> CleanupReport:
+        """Close every deployment still open (a check that forgot one must not leave a
+        sandbox running) and sum up what every close found: the grade writes its
+        reports only when `proven_gone` is not False and there are no survivors."""
+        total = CleanupReport()
+        proofs = []
+        for dep in self._deployments:
+            if not dep._closed:
+                dep.close()
+            report = dep.last_report
+            if report is None:
+                continue
+            total.stray_pids += report.stray_pids
+            total.survivors += report.survivors
+            total.errors += report.errors
+            proofs.append(report.proven_gone)
+        if self.sandbox:
+            total.proven_gone = not total.survivors and all(p is not False for p in proofs)
+        return total
+
+    def survivors(self) -> list[int]:
+        """Candidate processes that outlived their deployment's close (should be none)."""
+        out: list[int] = []
+        for dep in self._deployments:
+            if dep.last_report is not None:
+                out += dep.last_report.survivors
+        return out
+
+    def sandbox_description(self) -> dict:
+        if not self.sandbox:
+            return describe(None, mode="none", reason="--unsafe-no-sandbox: the candidate ran "
+                            "as the grader's user, with the grader's files, processes and network")
+        found = sandboxing.probe()
+        if not found.ok:
+            return describe(None, mode="none", reason=found.reason)
+        return describe(sandbox_spec(_DescribeOnly, mode=found.mode, uid=0 if found.mode != "root" else uids.UID_BASE,
+                                     gid=0, limits=Limits() if found.mode == "root" else Limits(processes=None))) | (
+            {"uid": f"one of {uids.UID_BASE}..{uids.UID_BASE + uids.UID_SPAN - 1}, per deployment"}
+            if found.mode == "root" else {})
 
     def deploy(self, submission: Submission, *,
                base_env: dict[str, dict[str, str]]) -> ProcessDeployment:
-        return ProcessDeployment(submission, base_env, host=self.host, output_cap=self.output_cap,
-                                 ports=self.ports)
+        dep = ProcessDeployment(submission, base_env, host=self.host, output_cap=self.output_cap,
+                                ports=self.ports, sandbox=self.sandbox)
+        self._deployments.append(dep)
+        return dep
+
+
+class _DescribeOnly:
+    """A stand-in submission for describing the sandbox before any is deployed."""
+    root = Path("/submission")

@@ -1,0 +1,71 @@
+"""What `faultdrill grade` / `check` do about the sandbox before anything else.
+
+Why one function for both commands: the order matters and must not drift between them.
+1. With `--unsafe-no-sandbox`, or with a driver that isolates by itself (docker), nothing.
+2. Otherwise the sandbox must work here (`probe`); if it cannot, the command refuses with
+   one line and exit 3 (incomplete: nothing was graded), saying what to do instead.
+3. Then, when the command is the process's own entry point, it re-execs itself (same pid)
+   into the grade's own network + mount namespace (`netns`), and sets that up once.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import enabled_by_default, netns
+from .probe import probe
+
+__all__ = ["prepare_command", "ADVICE", "EXIT_INCOMPLETE"]
+
+EXIT_INCOMPLETE = 3
+ADVICE = ("use --driver docker, or grade inside a throwaway VM, or pass --unsafe-no-sandbox "
+          "knowingly (docs/THREAT_MODEL.md)")
+_set_up: dict | None = None
+
+
+def _is_entry(command: str) -> bool:
+    """True when this process was started as `faultdrill <command> ...` (console script
+    or `python -m graders.cli`), so re-exec'ing sys.argv re-runs exactly this command;
+    False when a library caller (a test, the demo) runs the command in-process."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return (os.path.basename(argv0) == "faultdrill" or argv0.endswith(os.path.join("graders", "cli.py"))) \
+        and sys.argv[1:2] == [command]
+
+
+def sandbox_wanted(args) -> bool:
+    return (getattr(args, "driver", "process") == "process"
+            and not getattr(args, "unsafe_no_sandbox", False) and enabled_by_default())
+
+
+def prepare_command(args, command: str) -> int | None:
+    """None to go on, or the exit status to return at once (see the module docstring)."""
+    global _set_up
+    if getattr(args, "driver", "process") != "process" or getattr(args, "unsafe_no_sandbox", False):
+        return None
+    if not enabled_by_default():
+        return None
+    found = probe()
+    if not found.ok:
+        print(f"faultdrill {command}: cannot sandbox the candidate's code here: {found.reason}; "
+              f"{ADVICE}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if _is_entry(command) and not netns.inside():
+        try:
+            netns.enter(sys.argv[1:])          # returns only when it could not exec
+        except netns.NamespaceUnavailable as exc:
+            print(f"faultdrill {command}: cannot give the grade its own network namespace here: "
+                  f"{exc}; {ADVICE}", file=sys.stderr)
+            return EXIT_INCOMPLETE
+    if netns.inside() and _set_up is None:
+        try:
+            _set_up = netns.setup_inside()
+        except OSError as exc:
+            print(f"faultdrill {command}: cannot set up the grade's network namespace: {exc}",
+                  file=sys.stderr)
+            return EXIT_INCOMPLETE
+    return None
+
+
+def grade_namespace() -> dict | None:
+    """What `netns.setup_inside` set up for this process (None: the host's namespaces)."""
+    return _set_up
