@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     ("bughunt", "graders.commands.bughunt"),
     ("task", "graders.commands.task"),
     ("grade", "graders.commands.grade"),
+    ("round", "graders.commands.round"),
     ("check", "graders.commands.check"),
     ("rubric", "graders.commands.rubric"),
     ("calibrate", "graders.commands.calibrate"),
