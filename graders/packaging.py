@@ -1023,6 +1023,10 @@ def autograde(root: Path, *, timeout: float | None = None) -> int:
             except subprocess.TimeoutExpired:
                 code = None
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        # An `--only` run (FAULTDRILL_GRADE_ARGS) writes to a new `<out>-replay-<time>`.
+        replays = sorted(work.parent.glob(work.name + "-replay-*"), key=lambda p: p.stat().st_mtime)
+        if not (work / "results.json").is_file() and replays:
+            work = replays[-1]
         if log != work / "grade.log":
             os.replace(log, work / "grade.log")
         report = work / "results.json"

@@ -3,7 +3,9 @@
 Why a browser and not an HTML parse: what a person sees is what a page's CSS, markup and
 (any) scripts produce together; a row that parses but is hidden or empty on screen is a
 broken page. Debian's headless Chromium, driven by Playwright's Python package (never
-`playwright install`: it downloads browsers). Screenshots are kept in test-artifacts/.
+`playwright install`: it downloads browsers). Dashboard screenshots are kept in
+test-artifacts/; report screenshots are written under each test's tmp dir and copied to
+$FAULTDRILL_ARTIFACTS when that is set (keep_artifact).
 
 Skipped, with the reason, only when Chromium or Playwright is absent and
 FAULTDRILL_REQUIRE_BROWSER is not set; CI sets it (.ci/browser-setup.sh installs both).
@@ -160,6 +162,118 @@ def test_dashboard_lists_tasks_with_timelines_and_errors(browser, tmp_path):
             ctx.close()
 
 
+def keep_artifact(path: Path) -> Path:
+    """Screenshots are written under the test's tmp dir; with FAULTDRILL_ARTIFACTS set
+    (CI) they are copied there too, so a run keeps what the browser showed."""
+    dest = os.environ.get("FAULTDRILL_ARTIFACTS")
+    if dest:
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, Path(dest) / path.name)
+    return path
+
+
+def _synthetic_grade(out: Path):
+    """A grade shaped like the one issue 12 looked at: most checks failing, long evidence
+    with the differing field ~1,400 characters in, a fault timeline per failing check,
+    one grader error (so the grade is INCOMPLETE)."""
+    from graders.checks.registry import all_checks
+    from graders.harness import RunResult, Verdict
+    from graders.report import write_reports
+    from graders.scoring import credits_from_verdicts, score
+    specs = all_checks()
+    verdicts = []
+    for i, spec in enumerate(specs):
+        status = "pass" if i % 4 == 0 else "fail"
+        if i == 7:
+            status = "error"
+        v = Verdict(spec.id, spec.title, status, "ok" if status == "pass" else
+                    f"{spec.id}: a resubmitted task must replay the stored result, got replay:false " + "x" * 300,
+                    0.3, 2024, 0, started_at=float(i))
+        v.timeline = [{"t": 0.01 * k, "kind": "fault" if k % 2 == 0 else "reaction",
+                       "text": f"{spec.id} event {k}"} for k in range(6)]
+        if status == "fail":
+            v.sent = {"type": "submit", "payload": {"task_id": f"t-{i}", "input": {"records": ["r" * 80] * 12}}}
+            v.expected = {"replay": True}
+            v.received = {"v": 1, "type": "submit_ok",
+                          "payload": {"task_id": f"t-{i}", "result": {"summary": "s" * 1300}, "replay": False}}
+            v.hint = "look the task_id up before running anything"
+            v.log_lines = {"orchestrator": [f'{{"level": "info", "msg": "line {k}"}}' for k in range(30)]}
+        if status == "error":
+            v.trace = "Traceback (most recent call last): ..."
+        verdicts.append(v)
+    result = RunResult(seed=2024, runs=1, driver="process", submission="candidate", verdicts=verdicts,
+                       duration=21.0)
+    rubric = load_rubric()
+    sheet = score(credits_from_verdicts(verdicts), rubric, {s.id: s.weight for s in specs})
+    write_reports(result, sheet, rubric, specs, out)
+    return verdicts
+
+
+def test_html_report_first_screen_says_what_failed(browser, tmp_path):
+    """At 1280x800: the INCOMPLETE banner and a failure summary listing every failure
+    (each a working anchor) on the first screen; each failure's fault timeline inside
+    its own section; passing checks collapsed; a page height a person can scroll."""
+    out = tmp_path / "grade"
+    verdicts = _synthetic_grade(out)
+    bad = [v for v in verdicts if v.status != "pass"]
+    passed = [v for v in verdicts if v.status == "pass"]
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto((out / "report.html").as_uri(), wait_until="load")
+        first_screen = tmp_path / "report-first-screen.png"
+        page.screenshot(path=str(first_screen))
+        keep_artifact(first_screen)
+        banner = page.locator(".banner.incomplete")
+        assert banner.is_visible() and banner.bounding_box()["y"] < 150
+        summary = page.locator("#failures")
+        assert summary.bounding_box()["y"] < 300, "the failure summary starts on the first screen"
+        for v in bad:
+            link = page.locator(f'#failures a[href="#check-{v.check_id}"]')
+            assert link.count() == 1, f"{v.check_id} is not in the failure summary"
+            box = link.bounding_box()
+            assert box and box["y"] >= 0 and box["y"] + box["height"] <= 800, (
+                f"{v.check_id}'s line is not on the first screen: {box}")
+        # why, not just which: each line carries the failure's message
+        first = page.locator("#failures li").first.inner_text()
+        assert "must replay the stored result" in first
+
+        # the anchors work: the last failure's section comes to the top of the window
+        target = bad[-1].check_id
+        page.locator(f'#failures a[href="#check-{target}"]').click()
+        page.wait_for_function("() => window.scrollY > 0")
+        top = page.locator(f'[id="check-{target}"]').bounding_box()["y"]
+        assert -2 <= top <= 80, f"clicking the summary link left the section at y={top}"
+        assert page.evaluate("location.hash") == f"#check-{target}"
+
+        # each failure: what differs, then its own timeline, inside its section
+        failing = next(v for v in bad if v.status == "fail")
+        section = page.locator(f'[id="check-{failing.check_id}"]')
+        assert "$.payload.replay: expected true, received false" in section.locator("ul.diff").inner_text()
+        events = section.locator("ol.tl li")
+        assert events.count() == len(failing.timeline)
+        assert f"{failing.check_id} event 0" in events.first.inner_text()
+        sbox, ebox = section.bounding_box(), events.first.bounding_box()
+        assert sbox["y"] <= ebox["y"] <= sbox["y"] + sbox["height"], "the timeline sits in its failure's section"
+
+        # passing checks collapsed, one click away
+        details = page.locator("details#passed")
+        assert details.get_attribute("open") is None
+        assert page.locator("#passed > ul > li").count() == len(passed)
+        assert not page.locator("#passed > ul > li").first.is_visible()
+        details.locator("summary").first.click()
+        assert page.locator("#passed > ul > li").first.is_visible()
+
+        height = page.evaluate("document.documentElement.scrollHeight")
+        assert height < 700 * len(bad) + 4000, f"the page is {height} px tall for {len(bad)} failures"
+        full = tmp_path / "report-full.png"
+        page.screenshot(path=str(full), full_page=True)
+        keep_artifact(full)
+    finally:
+        ctx.close()
+
+
 @pytest.mark.slow
 def test_html_grade_report_shows_area_scores(browser, tmp_path):
     out = tmp_path / "grade"
@@ -168,6 +282,8 @@ def test_html_grade_report_shows_area_scores(browser, tmp_path):
                            "--out", str(out), "--seed", "2024", "--quiet"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # an --only run is a replay: its reports go to a new <out>-replay-<time> folder
+    out = next(tmp_path.glob("grade-replay-*"))
     results = json.loads((out / "results.json").read_text())
     scored = {aid: a for aid, a in results["extra_data"]["areas"].items() if a["score"] is not None}
     assert scored, "the grade run scored no area"
@@ -176,8 +292,13 @@ def test_html_grade_report_shows_area_scores(browser, tmp_path):
     ctx, page = _page(browser)
     try:
         page.goto((out / "report.html").as_uri(), wait_until="load")
-        page.screenshot(path=str(ARTIFACTS / "grade-report.png"), full_page=True)
-        assert "Score" in page.inner_text("body")
+        shot = tmp_path / "grade-report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        keep_artifact(shot)
+        body = page.inner_text("body")
+        # an --only run is a replay, and the page says so first
+        assert "PARTIAL" in body and "Points of the checks run" in body
+        assert page.locator(".banner.partial").bounding_box()["y"] < 150
         table = page.locator("h2:has-text('Areas') + table")
         assert table.is_visible()
         for aid, area in scored.items():
@@ -186,10 +307,13 @@ def test_html_grade_report_shows_area_scores(browser, tmp_path):
             cell = row.locator("td").nth(1).inner_text()
             assert re.search(r"\b\d{1,3}%", cell), f"area {titles[aid]!r} shows no score: {cell!r}"
             assert cell.strip().endswith(f"{100 * area['score']:.0f}%")
-        # every check that ran is listed, with its verdict visible
-        summaries = page.locator("details summary")
-        assert summaries.count() == len(only.split(","))
+        # every check that ran is listed: the reference passes them all, so they sit in
+        # the collapsed "passed" list, and the summary says nothing failed
+        assert "passed" in page.locator("#failures").inner_text()
+        passed = page.locator("#passed > ul > li")
+        assert passed.count() == len(only.split(","))
+        page.locator("details#passed > summary").click()
         for cid in only.split(","):
-            assert page.locator("summary", has_text=cid).is_visible()
+            assert page.locator("#passed li", has_text=cid).first.is_visible()
     finally:
         ctx.close()

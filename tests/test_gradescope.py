@@ -258,8 +258,11 @@ def test_setup_and_run_autograder_on_simulated_autograder(package, tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     results = json.loads((root / "results" / "results.json").read_text())
     jsonschema.validate(results, GRADESCOPE_SCHEMA)
+    # --only makes `faultdrill grade` write a replay folder beside results/faultdrill
+    reports = ([root / "results" / "faultdrill"] + sorted((root / "results").glob("faultdrill-replay-*")))[-1]
     names = sorted(t["extra_data"]["check_id"] for t in results["tests"] if "check_id" in t["extra_data"])
-    assert names == sorted(only.split(",")), (names, (root / "results/faultdrill/grade.log").read_text()[-3000:])
+    assert names == sorted(only.split(",")), (names, (reports / "grade.log").read_text()[-3000:])
+    assert results["extra_data"]["partial"] is True and "PARTIAL" in results["output"]
     summary = [t for t in results["tests"] if t["extra_data"].get("kind") == "interviewer_summary"]
     assert len(summary) == 1 and summary[0]["visibility"] == "hidden" and "suggested" in summary[0]["output"]
     # instructors see the summary on stdout (hidden from students)
@@ -280,7 +283,7 @@ def test_setup_and_run_autograder_on_simulated_autograder(package, tmp_path):
     seed = P.seed_for(root)
     assert results["extra_data"]["seed"] == seed and f"Seed {seed}" in results["output"]
     for name in ("report.html", "junit.xml", "report.md", "grade.log"):
-        assert (root / "results" / "faultdrill" / name).is_file()
+        assert (reports / name).is_file()
     # run_autograder with no venv still leaves a results.json that says why
     shutil.rmtree(root / "faultdrill-venv")
     (root / "results" / "results.json").unlink()

@@ -25,6 +25,7 @@ can never add up to full marks.
 from __future__ import annotations
 
 from graders.feedback import load_starter_markers, render_failure
+from graders.report.model import unsandboxed
 
 # Student-visible replay lines name this placeholder; the autograder replaces it with the
 # submission's folder as uploaded (graders/packaging.py), `faultdrill grade` leaves it.
@@ -95,8 +96,7 @@ def _banners(model: dict) -> list[str]:
                    "submission's fault). This is not a final mark: the course staff will regrade.")
     if model.get("partial"):
         out.append("**PARTIAL**: only some checks were run (`--only`); this is not a grade.")
-    sandbox = model.get("sandbox")
-    if isinstance(sandbox, dict) and sandbox and not sandbox.get("enabled", True):
+    if unsandboxed(model):
         out.append("**UNSANDBOXED**: the submission ran without the sandbox.")
     return out
 
