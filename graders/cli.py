@@ -10,8 +10,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from graders import KIT_VERSION
+
+#: One exit-status convention for every command (RULES.md, README "Exit status").
+EXIT_STATUS = ("exit status (grade, check, task and the other commands): 0 completed, every "
+               "check passed; 1 completed, some checks failed; 2 usage error (bad arguments, "
+               "missing or unreadable input); 3 incomplete (a grader error, a failed preflight: "
+               "missing dependency, no Docker engine, no sandbox; leftover processes); "
+               "130 interrupted (Ctrl-C)")
+EXIT_INCOMPLETE = 3
 
 # Order is the order shown in --help: the interviewer's and candidate's everyday commands
 # first, then the tools around them.
@@ -50,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="faultdrill",
         description="faultdrill: a fault-injecting interview kit for distributed-systems "
         "engineering: run a system, inject faults, check it against the contract.",
+        epilog=EXIT_STATUS,
     )
     parser.add_argument("--version", action="version", version=f"faultdrill {KIT_VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -71,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("faultdrill: interrupted; everything started was stopped.", file=sys.stderr)
         return 130
+    except BrokenPipeError:             # `faultdrill ... | head`: the reader left
+        return 0
+    except Exception:  # noqa: BLE001 - a bug in the kit, never the user's mistake
+        # Exit 3 (incomplete), not Python's 1, which would read as "some checks failed".
+        print("faultdrill: internal error (a bug in the kit, not in what you gave it; "
+              "please report it with this traceback):\n" + traceback.format_exc().rstrip(), file=sys.stderr)
+        return EXIT_INCOMPLETE
 
 
 if __name__ == "__main__":

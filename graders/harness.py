@@ -73,6 +73,31 @@ class RunResult:
     stopped_at_stage: int | None = None
     cleanup: list[str] = field(default_factory=list)
     setup_error: str | None = None
+    # The grade's metadata (RULES.md): `partial` for an --only run, `sandbox` as the driver
+    # describes it, `leftovers` what the grader could not clean up (incomplete).
+    partial: bool = False
+    sandbox: dict = field(default_factory=dict)
+    leftovers: list[str] = field(default_factory=list)
+    survivors: list = field(default_factory=list)
+
+    @property
+    def incomplete_reasons(self) -> list[str]:
+        """Why this grade is INCOMPLETE ([] = complete): a grader error, a setup error,
+        something the grader could not clean up."""
+        reasons = []
+        errors = sorted({v.check_id for v in self.verdicts if v.status == "error"})
+        if errors:
+            reasons.append(f"{len(errors)} check(s) with grader errors: {', '.join(errors)}")
+        if self.setup_error:
+            reasons.append(f"setup error: {self.setup_error}")
+        reasons += [f"cleanup: {note}" for note in self.leftovers]
+        if self.survivors:
+            reasons.append(f"candidate processes outlived the grade: {self.survivors}")
+        return reasons
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.incomplete_reasons)
 
 
 class Progress:
@@ -155,6 +180,9 @@ class GradeEnv:
         # from what it receives. Inputs and faults still come from the seed (replays).
         self.ids = GradeIds()
         self.token = self.ids.token()
+        # Task ids issued by hidden checks: redacted from every visible check's evidence,
+        # so nothing a hidden check sent reaches a candidate-visible output.
+        self.hidden_ids: set[str] = set()
         self.env_overrides = dict(SHARED_ENV, **(env_overrides or {}))
         self._topo = None
         self._start_failure: BaseException | None = None
@@ -404,7 +432,10 @@ class CheckContext:
     def task_id(self, _label: str | None = None) -> str:
         """A fresh task id from the grade's secret (graders/ids.py). An argument, if a
         check passes one, is ignored: nothing about the check may reach the id."""
-        return self.env.ids.task_id()
+        tid = self.env.ids.task_id()
+        if self.spec.visibility == "hidden":
+            self.env.hidden_ids.add(tid)
+        return tid
 
     def msg_id(self) -> str:
         return self.env.ids.msg_id()
@@ -474,28 +505,33 @@ def _run_one(env: GradeEnv, spec: CheckSpec, run: int, seed: int) -> Verdict:
             v.trace = box.get("tb")
     v.log_lines = env.logs_since(snap)
     _redact_verdict(v, env.token)
+    if spec.visibility != "hidden":
+        for tid in sorted(env.hidden_ids):
+            _redact_verdict(v, tid, "<hidden task>")
     return v
 
 
-def _redact(obj, secret: str):
+def _redact(obj, secret: str, mark: str = "<TOKEN>"):
     if isinstance(obj, str):
-        return obj.replace(secret, "<TOKEN>")
+        return obj.replace(secret, mark)
     if isinstance(obj, bytes):
-        return obj.replace(secret.encode(), b"<TOKEN>")
+        return obj.replace(secret.encode(), mark.encode())
     if isinstance(obj, dict):
-        return {k: _redact(x, secret) for k, x in obj.items()}
+        return {_redact(k, secret, mark) if isinstance(k, str) else k: _redact(x, secret, mark)
+                for k, x in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_redact(x, secret) for x in obj]
+        return [_redact(x, secret, mark) for x in obj]
     return obj
 
 
-def _redact_verdict(v: Verdict, secret: str) -> None:
+def _redact_verdict(v: Verdict, secret: str, mark: str = "<TOKEN>") -> None:
     """Reports are shared; the run's token never appears in them, even when a candidate
-    leaked it into a log line or a reply."""
+    leaked it into a log line or a reply (and a visible check's evidence never shows a
+    hidden check's task id)."""
     if not secret:
         return
     for name in ("message", "sent", "expected", "received", "hint", "log_lines", "timeline", "trace"):
-        setattr(v, name, _redact(getattr(v, name), secret))
+        setattr(v, name, _redact(getattr(v, name), secret, mark))
 
 
 def _hint_for(exc) -> str:
@@ -586,6 +622,7 @@ def _run_all(specs, *, submission, driver, seed, runs, progress, stop_at_failing
     verdicts: list[Verdict] = []
     stopped = None
     cleanup: list[str] = []
+    leftovers: list[str] = []
     for r in range(runs):
         run_seed = seed + r
         progress.say("setup", f"run {r + 1}/{runs} seed {run_seed} (replay: --seed {run_seed} --runs 1)")
@@ -629,7 +666,8 @@ def _run_all(specs, *, submission, driver, seed, runs, progress, stop_at_failing
             env.close()
             cleanup.extend(env.stray_notes)
             cleanup.extend(env.cleanup_notes)
+            leftovers.extend(env.cleanup_notes)
     return RunResult(seed=seed, runs=runs, driver=driver_name,
                      submission=getattr(submission, "name", str(submission)),
                      verdicts=verdicts, duration=round(time.monotonic() - t0, 3),
-                     stopped_at_stage=stopped, cleanup=cleanup)
+                     stopped_at_stage=stopped, cleanup=cleanup, leftovers=leftovers)

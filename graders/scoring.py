@@ -13,7 +13,11 @@ Rules:
 - the overall (and core) suggestion is capped: at most `meta.cap_bands_above_weakest_core`
   levels above the level of the weakest scored core area (optional areas never lower
   it), so a submission that fails a whole core area cannot ride the average of the others
-  to "Strong hire". The sheet keeps the uncapped level and names the capping area.
+  to "Strong hire". The sheet keeps the uncapped level and names the capping area;
+- an INCOMPLETE grade (any grader error: something was not graded) withholds every
+  suggested level: scores are shown, marked incomplete, but no level is suggested;
+- a PARTIAL grade (`--only`) has no overall or core score and no suggested level at all:
+  a few checks say nothing about a hire.
 The decision stays human.
 """
 from __future__ import annotations
@@ -136,10 +140,23 @@ class ScoreSheet:
     core_uncapped_level: str | None = None
     capped_by: str | None = None        # id of the weakest core area, when it lowered a level
     capped_by_title: str | None = None
+    incomplete: bool = False            # a grader error: levels withheld
+    partial: bool = False               # an --only run: no overall, no levels
+
+    @property
+    def withheld(self) -> str | None:
+        """Why no level is suggested (None when one is)."""
+        if self.partial:
+            return "partial run (--only): no overall score or suggested level"
+        if self.incomplete:
+            return "INCOMPLETE grade (grader errors): suggested level withheld"
+        return None
 
     def level_note(self, which: str, titles: dict[str, str]) -> str:
         """Human text of the overall or core suggestion, naming a cap when one applied:
-        "Leaning hire, capped by <area> (score alone: Strong hire)"."""
+        "Leaning hire, capped by <area> (score alone: Strong hire)"; or why it is withheld."""
+        if self.withheld:
+            return "withheld: " + self.withheld
         level = getattr(self, f"{which}_level")
         uncapped = getattr(self, f"{which}_uncapped_level")
         text = titles.get(level, "—") if level else "—"
@@ -191,9 +208,11 @@ def _wavg(pairs):
     return sum(w * s for w, s in pairs) / total
 
 
-def score(credits: dict[str, CheckCredit], rubric: dict, check_weights: dict[str, float]) -> ScoreSheet:
+def score(credits: dict[str, CheckCredit], rubric: dict, check_weights: dict[str, float], *,
+          partial: bool = False, incomplete: bool | None = None) -> ScoreSheet:
     """Score the checks that were run. Items whose checks were not run at all (e.g.
-    `--only`) or all errored are unscored rather than zero."""
+    `--only`) or all errored are unscored rather than zero. `incomplete` defaults to
+    "some check has a grader error"; pass True for other reasons (a setup error)."""
     areas = []
     unscored = []
     for area in rubric["areas"]:
@@ -222,10 +241,20 @@ def score(credits: dict[str, CheckCredit], rubric: dict, check_weights: dict[str
     cap, weakest = level_cap(areas, rubric)
     overall_level, core_level = _capped(overall_raw, cap, rubric), _capped(core_raw, cap, rubric)
     lowered = overall_level != overall_raw or core_level != core_raw
+    incomplete = bool(errors) if incomplete is None else bool(incomplete or errors)
+    if partial or incomplete:
+        # Nothing may suggest a level: not the overall, not the core, not an area.
+        overall_level = core_level = overall_raw = core_raw = None
+        lowered = False
+        for a in areas:
+            a.level = None
+    if partial:
+        overall = core = None
     return ScoreSheet(overall, overall_level, core, core_level, areas, unscored, errors,
                       overall_uncapped_level=overall_raw, core_uncapped_level=core_raw,
                       capped_by=weakest.id if lowered else None,
-                      capped_by_title=weakest.title if lowered else None)
+                      capped_by_title=weakest.title if lowered else None,
+                      incomplete=incomplete, partial=partial)
 
 
 def points(credits: dict[str, CheckCredit], check_weights: dict[str, float]) -> tuple[float, float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -137,3 +138,26 @@ def test_text_decoding_bounded_and_lenient_on_request():
         decode.decode_text(b"a\xffb", what="metrics", max_bytes=10)
     with pytest.raises(CandidateDataError, match="over 2 bytes"):
         decode.decode_text("ééé", what="metrics", max_bytes=2)
+
+
+# --- the decoder in a real grade --------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_decoder_bombs_during_checks_are_failures_not_grader_errors(tmp_path):
+    """tests/fixtures/bombs answers every frame, HTTP body, log line and memory record
+    with a decoder bomb (`[` x 3000, a 9 MB line, invalid UTF-8, NaN, 1e999, a lone
+    surrogate...). Before graders/decode.py this grade had 7 grader errors (and a lone
+    surrogate made writing report.md crash); every check must now fail with a reason."""
+    from graders.checks.registry import all_checks
+    from tests.defects.grading import grade
+    root = Path(__file__).resolve().parent / "fixtures" / "bombs"
+    run = grade(root, 3, tmp_path / "out", timeout=240)
+    assert run.rc == 1, (run.rc, run.stderr[-2000:])
+    assert set(run.verdicts) == {c.id for c in all_checks()}
+    assert run.errors() == set(), {c: run.outputs[c][:300] for c in run.errors()}
+    assert set(run.verdicts.values()) == {"fail"}
+    for name in ("report.md", "report.html", "junit.xml", "results.json"):
+        (tmp_path / "out" / name).read_text(encoding="utf-8")     # written, valid UTF-8
+    reasons = "\n".join(run.outputs.values())
+    for reason in ("nested deeper than 64 levels", "not UTF-8", "NaN is not JSON", "too large for a double"):
+        assert reason in reasons, reason

@@ -86,11 +86,38 @@ def test_demo_grade_runs_the_real_grader(tmp_path):
         calls.append(argv)
         return real_main(argv + ["--only", "pipeline.routes"])
 
+    import graders.commands.grade as grade_cmd
+    real_replay_dir = grade_cmd.replay_dir
     cli.main = only_pipeline
+    grade_cmd.replay_dir = lambda out: out      # an --only run writes beside --out otherwise
     try:
         results = demo._grade(paths.REFERENCE, 3, tmp_path / "g")
     finally:
         cli.main = real_main
+        grade_cmd.replay_dir = real_replay_dir
     assert calls and calls[0][:2] == ["grade", str(paths.REFERENCE)]
     assert [t["status"] for t in results["tests"]] == ["passed"]
     assert (tmp_path / "g" / "report.html").exists()
+
+
+@pytest.mark.parametrize("extra", [{"verdict_counts": {"pass": 9, "fail": 0, "error": 1}},
+                                   {"incomplete": True, "verdict_counts": {"error": 0}},
+                                   {"exit_status": 3}])
+def test_demo_never_calls_an_incomplete_grade_full_marks(monkeypatch, tmp_path, capsys, extra):
+    """Issue 12 §3: the reference with a grader error (e.g. a missing dependency) is not
+    "full marks", whatever its points say."""
+    from graders.commands import demo
+
+    def fake_grade(root, seed, out):
+        results = _fake_results(10.0 if Path(root).name == "reference_impl" else 3.0,
+                                10 if Path(root).name == "reference_impl" else 3, 10)
+        if Path(root).name == "reference_impl":
+            results["extra_data"] = dict(extra)
+        return results
+
+    monkeypatch.setattr(demo, "_grade", fake_grade)
+    say = demo.Narrator()
+    demo.grade_side_by_side(7, say, str(tmp_path))
+    out = capsys.readouterr().out
+    assert "the reference scores full marks" not in out
+    assert "INCOMPLETE" in out and len(say.problems) == 1 and "INCOMPLETE" in say.problems[0]

@@ -133,7 +133,7 @@ def test_a_submission_that_cannot_start_is_graded_not_errored(tmp_path, capsys):
         "[submission]\nname = 'dead'\nspec_version = 1\n"
         + "".join(f"[services.{r}]\ncommand = {cmd}\n" for r in ("orchestrator", "collector", "analyzer", "reporter")))
     out = tmp_path / "out"      # outside the submission (a report dir inside it is refused)
-    assert cli.main(["grade", str(sub), "--seed", "3", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["grade", str(sub), "--seed", "3", "--out", str(out), "--quiet"]) == 1  # graded, every check failed
     data = json.loads((out / "results.json").read_text())
     assert data["extra_data"]["verdict_counts"] == {"pass": 0, "fail": len(all_checks()), "error": 0}
     assert data["score"] == 0 and data["max_score"] > 0

@@ -45,7 +45,7 @@ STARTER_PASSES = {
 
 
 def _grade(path: Path, out: Path, seed: int) -> dict:
-    assert cli.main(["grade", str(path), "--seed", str(seed), "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["grade", str(path), "--seed", str(seed), "--out", str(out), "--quiet"]) == 1  # some failed
     return json.loads((out / "results.json").read_text())
 
 

@@ -142,7 +142,7 @@ def test_hostile_submission_is_graded_cleanly(hostile_grades, name):
     where = f"{name} (seed {SEED}; replay: {run.replay()})"
     assert not run.timed_out and run.duration < BOUND_S, \
         f"{where}: grading took {run.duration:.0f} s (bound {BOUND_S:.0f} s)"
-    assert run.rc == 0, f"{where}: grading must complete (exit 0), got {run.rc}: {run.stderr[-1500:]}"
+    assert run.rc == 1, f"{where}: grading must complete with failed checks (exit 1), got {run.rc}: {run.stderr[-1500:]}"
     assert set(run.verdicts) == CHECK_IDS, f"{where}: results.json lacks {sorted(CHECK_IDS - set(run.verdicts))}"
     errors = run.errors()
     assert not errors, f"{where}: a hostile submission is the candidate's failure, not a grader error: {sorted(errors)}"

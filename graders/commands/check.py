@@ -2,15 +2,20 @@
 
 Visible checks only, in stages, stopping after the first stage with a failure; each
 failure prints what was sent, what was expected, what came back, a `Hint:` and the last
-lines of the candidate's own stderr (`[your_<role>] ...`). Exit 0 when every check run
-passed, 1 when one failed, 2 when the grader could not run at all.
+lines of the candidate's own stderr (`[your_<role>] ...`).
+
+Exit status (the same convention as `grade`): 0 every check run passed; 1 a check failed;
+2 usage error (bad arguments, missing or unreadable manifest); 3 incomplete (a grader
+error, a failed preflight: missing dependency, no Docker engine, no sandbox); 130
+interrupted.
 """
 from __future__ import annotations
 
 import sys
 
 from graders.checks.registry import CHALLENGES, all_checks
-from graders.commands.grade import add_common, prepare
+from graders.commands.grade import (EXIT_CODES_EPILOG, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_PASSED, EXIT_USAGE,
+                                     add_common, prepare, run_preflight)
 from graders.harness import Progress, run_checks, select_checks
 from graders.feedback import CONTEXT_LIMIT, load_starter_markers, render_failure, replay_command
 
@@ -23,16 +28,34 @@ def add_arguments(parser) -> None:
                         help="only the checks of one challenge")
     parser.add_argument("--full", action="store_true",
                         help="print sent/expected/received whole (default: the differing fields, then the first 600 characters of each)")
+    parser.epilog = EXIT_CODES_EPILOG.replace("(bad arguments, manifest, check id or --out)",
+                                              "(bad arguments or manifest)")
 
 
 def run(args) -> int:
     from graders.manifest import ManifestError
+    from graders.sandbox.entry import prepare_command
+    refused = prepare_command(args, "check")     # the sandbox works here; own namespaces
+    if refused is not None:
+        return refused
     try:
         specs = select_checks(all_checks(), visible_only=True, challenge=args.challenge)
-        submission, driver, seed = prepare(args)
-    except (ManifestError, ValueError, RuntimeError, ImportError) as exc:
+        from graders.manifest import load_manifest
+        load_manifest(args.path)          # a usage error (2) before the preflight (3)
+    except (ManifestError, ValueError, OSError) as exc:
         print(f"faultdrill check: cannot run: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    refused = run_preflight(args, "check", specs)
+    if refused is not None:
+        return refused
+    try:
+        submission, driver, seed = prepare(args)
+    except (ManifestError, ValueError) as exc:
+        print(f"faultdrill check: cannot run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RuntimeError, ImportError) as exc:   # the driver cannot run here: environment
+        print(f"faultdrill check: cannot run here: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     progress = Progress()
     progress.say("setup", f"checking {submission.name}: {len(specs)} visible checks, seed {seed} "
                           f"(replay with --seed {seed})")
@@ -61,12 +84,17 @@ def run(args) -> int:
     failed = [v for v in result.verdicts if v.status == "fail"]
     errors = [v for v in result.verdicts if v.status == "error"]
     passed = [v for v in result.verdicts if v.status == "pass"]
+    if result.incomplete:
+        progress.say("summary", f"INCOMPLETE: {'; '.join(result.incomplete_reasons)}. "
+                                f"{len(passed)} passed, {len(failed)} failed; the grader itself failed, "
+                                "so this run says nothing final (please report it)")
+        return EXIT_INCOMPLETE
     if failed:
         progress.say("summary", f"{len(passed)} passed, {len(failed)} failed"
                                 + (f", stopped after stage {result.stopped_at_stage}" if result.stopped_at_stage else "")
                                 + f". Replay: {replay_command(str(args.path), seed, args.challenge)}")
-        return 1
+        return EXIT_FAILED
     progress.say("summary", f"all {len(passed)} visible checks passed"
                             + (f" ({len(errors)} grader errors, not counted)" if errors else "")
                             + f" (seed {seed})")
-    return 0
+    return EXIT_PASSED

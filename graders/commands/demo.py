@@ -247,16 +247,32 @@ def run(args) -> int:
 
 
 def _grade(root: Path, seed: int, out: Path) -> dict:
-    """Run `faultdrill grade` in-process with its output captured; return results.json."""
+    """Run `faultdrill grade` in-process with its output captured; return results.json
+    (exit 0 all passed, 1 some failed, 3 incomplete: all graded runs, with reports)."""
     import contextlib
     import io
     from graders import cli
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
         status = cli.main(["grade", str(root), "--seed", str(seed), "--out", str(out), "--quiet"])
-    if status != 0:
-        raise RuntimeError(f"grading {root} failed to run: {buffer.getvalue()[-400:]}")
-    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+    results = out / "results.json"
+    if status not in (0, 1, 3) or not results.is_file():
+        raise RuntimeError(f"grading {root} failed to run (exit {status}): {buffer.getvalue()[-400:]}")
+    data = json.loads(results.read_text(encoding="utf-8"))
+    data.setdefault("extra_data", {})["exit_status"] = status
+    return data
+
+
+def incomplete_reason(results: dict) -> str | None:
+    """Why a grade is INCOMPLETE (exit 3, the metadata flag, or any grader error), else
+    None: such a grade is never called full marks."""
+    extra = results.get("extra_data") or {}
+    errors = (extra.get("verdict_counts") or {}).get("error") or 0
+    if extra.get("exit_status") == 3 or extra.get("incomplete") or errors:
+        names = [e.get("check") for e in extra.get("grader_errors") or [] if isinstance(e, dict)]
+        return (f"{errors} grader error(s)" + (f" ({', '.join(map(str, names))})" if names else "")
+                if errors else "the grade is marked INCOMPLETE")
+    return None
 
 
 def grade_side_by_side(seed: int, say: Narrator, out: str | None) -> None:
@@ -265,18 +281,26 @@ def grade_side_by_side(seed: int, say: Narrator, out: str | None) -> None:
     say.section("Grading the reference and the starter with the same seed "
                 "(about 25 s each)")
     scores = {}
+    incomplete = {}
     for label, root in (("reference", paths.REFERENCE), ("starter", paths.STARTER)):
         target = out_root / label
         results = _grade(root, seed, target)
+        incomplete[label] = incomplete_reason(results)
         tests = results.get("tests", [])
         passed = sum(1 for t in tests if t.get("status") == "passed")
         scores[label] = (results["score"], sum(t.get("max_score", 0) for t in tests))
         say.say(f"{label:<10} {results['score']:6.1f} / {scores[label][1]:.1f} points, "
                 f"{passed}/{len(tests)} checks passed")
+        if incomplete[label]:
+            say.say(f"{'':<10} INCOMPLETE: {incomplete[label]}: part of it was not graded")
         say.say(f"{'':<10} report: {target / 'report.html'}")
     (ref, ref_max), (starter, starter_max) = scores["reference"], scores["starter"]
-    say.expect(ref == ref_max, "the reference scores full marks",
-               "the reference lost points: a bug in the reference or the graders")
+    if incomplete["reference"]:
+        say.bad(f"the reference's grade is INCOMPLETE ({incomplete['reference']}), so it is not full "
+                "marks: fix the machine (the report says what failed) and run the demo again")
+    else:
+        say.expect(ref == ref_max, "the reference scores full marks",
+                   "the reference lost points: a bug in the reference or the graders")
     say.expect(0 < starter < starter_max,
                "the starter scores more than zero and less than full: the challenges are the rest",
                "the starter's score is out of its expected range")

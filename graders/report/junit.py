@@ -2,10 +2,11 @@
 grader could not run the check (pytest's convention), so CI shows the difference."""
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 
-from graders.report.model import show
+from graders.report.model import banners, show
 
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -29,6 +30,12 @@ def junit_xml(model: dict) -> str:
     props = ET.SubElement(suite, "properties")
     for k in ("seed", "runs", "driver", "kit_version"):
         ET.SubElement(props, "property", {"name": k, "value": str(model[k])})
+    # The grade's metadata (RULES.md), so CI can refuse an incomplete or partial grade.
+    ET.SubElement(props, "property", {"name": "incomplete", "value": str(bool(model.get("incomplete"))).lower()})
+    ET.SubElement(props, "property", {"name": "partial", "value": str(bool(model.get("partial"))).lower()})
+    ET.SubElement(props, "property", {"name": "sandbox", "value": _x(json.dumps(model.get("sandbox") or {}, sort_keys=True))})
+    for kind, text in banners(model):
+        ET.SubElement(props, "property", {"name": f"banner.{kind}", "value": _x(text)})
     for c in sorted(model["checks"], key=lambda c: (c["stage"], c["id"])):
         v = c["verdict"]
         case = ET.SubElement(suite, "testcase", {

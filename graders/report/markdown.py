@@ -1,7 +1,7 @@
 """report.md: the grade as Markdown, for a pull request comment or a terminal."""
 from __future__ import annotations
 
-from graders.report.model import show
+from graders.report.model import banners, show
 
 
 def _pct(x) -> str:
@@ -18,15 +18,24 @@ def report_md(model: dict) -> str:
     titles = model["level_titles"]
     lv = lambda x: titles.get(x, "—") if x else "—"  # noqa: E731
     c = model["counts"]
-    out = [f"# faultdrill grade: {model['submission']}", "",
-           f"kit {model['kit_version']} · driver {model['driver']} · seed {model['seed']} · "
+    out = [f"# faultdrill grade: {model['submission']}", ""]
+    for _kind, text in banners(model):
+        out += [f"> **{text.split(':', 1)[0]}**:{text.split(':', 1)[1]}", ""]
+    out += [f"kit {model['kit_version']} · driver {model['driver']} · seed {model['seed']} · "
            f"runs {model['runs']} · {model['duration']:.1f} s", "",
-           f"**Score {model['score']:g} / {model['max_score']:g}** — checks: {c['pass']} passed, "
-           f"{c['fail']} failed, {c['error']} grader errors (not counted).", "",
-           f"Overall {_pct(sheet.overall)} (suggested: {sheet.level_note('overall', titles)}); core areas "
-           f"{_pct(sheet.core)} (suggested: {sheet.level_note('core', titles)}).", "",
-           f"> {model['decision_note']}", "",
-           "## Areas", "", "| area | score | suggested level |", "|---|---|---|"]
+           (f"Points of the checks run: {model['score']:g} / {model['max_score']:g} — checks: {c['pass']} passed, "
+            if model.get("partial") else
+            f"**Score {model['score']:g} / {model['max_score']:g}** — checks: {c['pass']} passed, ")
+           + 
+           f"{c['fail']} failed, {c['error']} grader errors (not counted).", ""]
+    if model.get("partial"):
+        out += [f"Partial run: {sheet.level_note('overall', titles)}.", ""]
+    else:
+        out += [f"Overall {_pct(sheet.overall)}{' (INCOMPLETE)' if model.get('incomplete') else ''} "
+                f"(suggested: {sheet.level_note('overall', titles)}); core areas "
+                f"{_pct(sheet.core)} (suggested: {sheet.level_note('core', titles)}).", ""]
+    out += [f"> {model['decision_note']}", "",
+            "## Areas", "", "| area | score | suggested level |", "|---|---|---|"]
     for a in sheet.areas:
         out.append(f"| {a.title} | {_pct(a.score)} | {lv(a.level)} |")
     if model["stopped_at_stage"] is not None:

@@ -1,4 +1,10 @@
-"""One plain-data model of a grade, built once and rendered by every report format."""
+"""One plain-data model of a grade, built once and rendered by every report format.
+
+Besides verdicts and scores it carries the grade's metadata: `incomplete` (with
+`incomplete_reasons`: a grader error, a setup error, a failed cleanup), `partial` (an
+`--only` run, with the ids in `only`) and `sandbox` (how the candidate ran, from the
+driver). Every renderer puts the matching banner first.
+"""
 from __future__ import annotations
 
 import json
@@ -25,6 +31,33 @@ def show(value, limit: int = 4000) -> str:
     if len(text) > limit:
         text = text[:limit] + f"... [{len(text) - limit} more characters]"
     return text
+
+
+def unsandboxed(model: dict) -> bool:
+    """True when the candidate ran without the sandbox (graders.sandbox.policy.describe:
+    mode "none"; or an explicit enabled: false)."""
+    sandbox = model.get("sandbox") or {}
+    return isinstance(sandbox, dict) and (sandbox.get("mode") == "none" or sandbox.get("enabled") is False)
+
+
+def banners(model: dict) -> list[tuple[str, str]]:
+    """(kind, text) of every banner a report shows at its very top, in this order:
+    INCOMPLETE (nothing here is a final grade), PARTIAL (an --only replay), UNSANDBOXED."""
+    out = []
+    if model.get("incomplete"):
+        out.append(("incomplete", "INCOMPLETE: this grade is not complete, so it is not a grade: "
+                    + "; ".join(model.get("incomplete_reasons") or ["grader errors"])
+                    + ". Scores cover only what was graded; no level is suggested. Fix the cause and "
+                      "grade again."))
+    if model.get("partial"):
+        out.append(("partial", "PARTIAL: only " + ", ".join(model.get("only") or [])
+                    + " (--only) were run: a replay, not a grade. No overall score, no suggested level."))
+    if unsandboxed(model):
+        why = (model.get("sandbox") or {}).get("reason") or ""
+        out.append(("unsandboxed", "UNSANDBOXED: the candidate's code ran without the sandbox"
+                    + (f" ({why})" if why else "") + ": it could read and change this machine's files, "
+                    "including this report."))
+    return out
 
 
 def build_model(result, sheet, rubric, specs) -> dict:
@@ -66,7 +99,17 @@ def build_model(result, sheet, rubric, specs) -> dict:
             timeline.append({"t": round(v.started_at + ev["t"], 3), "check": v.check_id,
                              "run": v.run, "kind": ev["kind"], "text": ev["text"]})
     timeline.sort(key=lambda e: (e["run"], e["t"]))
+    reasons = list(getattr(result, "incomplete_reasons", None) or [])
+    if not reasons and (counts["error"] or result.setup_error):   # a RunResult-like object
+        reasons = [f"{counts['error']} grader error(s)"] if counts["error"] else [f"setup error: {result.setup_error}"]
     return {
+        # The grade's metadata (RULES.md): every report shows INCOMPLETE / PARTIAL /
+        # UNSANDBOXED banners from these, at the top.
+        "incomplete": bool(reasons),
+        "incomplete_reasons": reasons,
+        "partial": bool(getattr(result, "partial", False)),
+        "only": sorted(credits) if getattr(result, "partial", False) else None,
+        "sandbox": dict(getattr(result, "sandbox", None) or {}),
         "kit_version": KIT_VERSION,
         "submission": result.submission,
         "driver": result.driver,
