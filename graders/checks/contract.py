@@ -16,7 +16,7 @@ from graders import oracle
 from graders.checks.common import (dig, error_problems, expect_error, expect_ok, first_difference,
                                    redact, send, submit)
 from graders.checks.registry import CheckFailed, check
-from graders.client import FRAME_LIMITS, Connection, ConnectionClosed, make_request
+from graders.client import FRAME_LIMITS, Connection, ConnectionClosed, make_request, new_msg_id
 from graders.drivers.base import StartError
 
 ROLES = ("orchestrator", "collector", "analyzer", "reporter")
@@ -183,7 +183,7 @@ def largest_task(ctx):
 def _padded_hello(token: str, size: int) -> bytes:
     """A valid hello frame of exactly `size` bytes (JSON whitespace before the last brace)."""
     body = json.dumps(make_request("hello", {"versions": [1], "role": "orchestrator"}, token=token,
-                                   msg_id="m-limit"), separators=(",", ":")).encode()
+                                   msg_id=new_msg_id()), separators=(",", ":")).encode()
     return body[:-1] + b" " * (size - len(body)) + b"}"
 
 
@@ -245,7 +245,7 @@ def token_echo(ctx):
     work = {"orchestrator": ("status", {}), "collector": ("collect", {"source": "s", "records": []})}
     for role, (rtype, payload) in work.items():
         msg_id = "m-" + ctx.token
-        bad = make_request(rtype, payload, token="wrong-" + ctx.token[:4], msg_id=msg_id, task_id="t-echo")
+        bad = make_request(rtype, payload, token="wrong-" + ctx.token[:4], msg_id=msg_id, task_id=ctx.task_id())
         _sent, reply = _send_frame(ctx, role, bad)
         expect_error(reply, "unauthorized", sent=bad, token=ctx.token, what=f"{role}: wrong token")
         _no_token(ctx, f"{role}: wrong token, msg_id holding the token", reply, bad)
