@@ -193,3 +193,24 @@ def test_reports_show_the_cap(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["extra_data"]["overall"]["capped_by"] == weakest.id
     assert data["extra_data"]["overall"]["uncapped_level"] == "strong_hire"
+
+
+def test_an_incomplete_grade_withholds_every_level_but_keeps_scores():
+    """Issue 12 §3: one grader error and no level is suggested (overall, core, areas)."""
+    verdicts = all_pass()
+    verdicts[0] = v(verdicts[0].check_id, "error")
+    sheet = score(credits_from_verdicts(verdicts), RUBRIC, WEIGHTS)
+    assert sheet.incomplete and sheet.overall == pytest.approx(1.0)
+    assert sheet.overall_level is None and sheet.core_level is None
+    assert all(a.level is None for a in sheet.areas)
+    assert sheet.level_note("overall", RUBRIC["meta"]["level_titles"]).startswith("withheld: INCOMPLETE")
+    forced = score(credits_from_verdicts(all_pass()), RUBRIC, WEIGHTS, incomplete=True)
+    assert forced.incomplete and forced.overall_level is None
+
+
+def test_a_partial_grade_has_no_overall_and_no_level():
+    """Issue 12 §4: a few checks (--only) say nothing about a hire."""
+    sheet = score(credits_from_verdicts(all_pass()[:2]), RUBRIC, WEIGHTS, partial=True)
+    assert sheet.partial and sheet.overall is None and sheet.core is None
+    assert sheet.overall_level is None and all(a.level is None for a in sheet.areas)
+    assert "partial" in sheet.level_note("core", RUBRIC["meta"]["level_titles"])
