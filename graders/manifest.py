@@ -27,6 +27,12 @@ class ManifestError(Exception):
         self.message = message
 
 
+#: `[docker] base`: the language whose local base image the grader passes to the
+#: Dockerfile as the `BASE_IMAGE` build arg (SPEC §3; images in graders/drivers/docker.py).
+DOCKER_BASES = ("python", "node")
+DEFAULT_DOCKER_BASE = "python"
+
+
 @dataclass(frozen=True)
 class Submission:
     root: Path
@@ -105,5 +111,9 @@ def load_manifest(root: Path | str) -> Submission:
     docker = doc.get("docker", {})
     if not isinstance(docker, dict):
         raise ManifestError(f"{path}: [docker] must be a table")
+    base = docker.get("base", DEFAULT_DOCKER_BASE)
+    if base not in DOCKER_BASES:
+        raise ManifestError(f"{path}: docker.base must be one of {', '.join(map(repr, DOCKER_BASES))} "
+                            f"(the language of the image's base, SPEC §3), not {base!r}")
     return Submission(root=root, name=name, spec_version=version, commands=commands,
                       docker=dict(docker), raw_commands=raw)

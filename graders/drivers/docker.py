@@ -10,8 +10,10 @@ How it maps the interface (docs/DOCKER.md has the long form):
   `context`, optional `[docker.command]`), tagged by a digest of the build context so a
   second deployment of unchanged code reuses it (plus a per-driver suffix unless
   `keep_images`: concurrent graders never share, hence never remove, each other's
-  image). `BASE_IMAGE` is passed as a build arg
-  (the local `faultdrill/python-base:bookworm` when it exists: there is no registry here).
+  image). `BASE_IMAGE` is passed as a build arg: the local image for the manifest's
+  `[docker] base` language when it exists (there is no registry here; base_images.py).
+  A build that fails because its base cannot be fetched is a grader error
+  (`BuildEnvironmentError`: the grade is INCOMPLETE), with the fix in its message.
 - Per deployment: a private bridge network, one named volume per service (mounted at
   `/var/lib/faultdrill/memory`, which is `FD_MEMORY_DIR`), one container per service whose
   network alias is its role. Inside, every service binds 0.0.0.0 on its SPEC default
@@ -55,6 +57,8 @@ from pathlib import Path, PurePosixPath
 from ..manifest import ROLES, Submission
 from ..paths import REPO_ROOT
 from .process import allocate_ports, release_ports
+from .base_images import (BASE_IMAGES, BuildEnvironmentError, base_image_name, environment_error,
+                          failed_fetch)
 from .base import (PASSTHROUGH_ENV, SPEC_ENV_VARS, CleanupReport, Deployment, Driver, Endpoint,
                    StartError)
 
@@ -150,14 +154,18 @@ def ensure_engine(*, start: bool = True, timeout: float = 90.0) -> tuple[bool, s
     return True, reason2
 
 
-def ensure_base_image(client, *, build: bool = True, timeout: float = 900.0) -> str | None:
-    """The BASE_IMAGE to build with: `FD_BASE_IMAGE` if set; else the local Debian base if
-    it exists; else python:3.11-slim if it happens to be present; else (there is no
-    registry) build the local base with docker/build-base-image.sh. None if impossible."""
+def ensure_base_image(client, *, language: str = "python", build: bool = True,
+                      timeout: float = 900.0) -> str | None:
+    """The BASE_IMAGE to build `language` images with: its variable (`FD_BASE_IMAGE`,
+    `FD_NODE_BASE_IMAGE`) if set; else the local Debian base if it exists; else the
+    usual registry image if it happens to be present; else (there is no registry) build
+    the local base with its script (docker/build-base-image.sh, build-node-image.sh).
+    None if impossible."""
     from docker.errors import ImageNotFound
-    if os.environ.get("FD_BASE_IMAGE"):
-        return os.environ["FD_BASE_IMAGE"]
-    for name in (LOCAL_BASE_IMAGE, "python:3.11-slim"):
+    spec = BASE_IMAGES[language]
+    if os.environ.get(spec.env):
+        return os.environ[spec.env]
+    for name in (spec.local, spec.registry_default):
         try:
             client.images.get(name)
             return name
@@ -165,13 +173,13 @@ def ensure_base_image(client, *, build: bool = True, timeout: float = 900.0) -> 
             pass
     if not build:
         return None
-    script = REPO_ROOT / "docker" / "build-base-image.sh"
+    script = REPO_ROOT / spec.script
     proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, DOCKER_HOST=docker_host()))
     if proc.returncode != 0:
-        raise RuntimeError(f"docker/build-base-image.sh failed ({proc.returncode}): "
+        raise RuntimeError(f"{spec.script} failed ({proc.returncode}): "
                            f"{proc.stderr[-1500:]}")
-    return LOCAL_BASE_IMAGE
+    return spec.local
 
 
 def remove_labelled(client, *, run_id: str | None = None, images: bool = True) -> dict:
@@ -389,9 +397,11 @@ def _install_hooks() -> None:
 class DockerDriver(Driver):
     """Builds submission images and deploys them as containers (see module docstring).
 
-    `base_image`: the `BASE_IMAGE` build arg; default `FD_BASE_IMAGE` from the environment,
-    else `faultdrill/python-base:bookworm` if that image exists locally, else none (the
-    Dockerfile's own default). `keep_images`: leave built images for the next run
+    `base_image`: the `BASE_IMAGE` build arg for every submission; default: per the
+    manifest's `[docker] base` language, its variable (`FD_BASE_IMAGE`,
+    `FD_NODE_BASE_IMAGE`) or its local image (`faultdrill/python-base:bookworm`,
+    `faultdrill/node-base:bookworm`) if that exists, else none (the Dockerfile's own
+    default). `keep_images`: leave built images for the next run
     (`faultdrill clean` removes them)."""
 
     name = "docker"
@@ -411,6 +421,9 @@ class DockerDriver(Driver):
         # still share the engine's layer cache, so a second build is quick.
         self._tag_suffix = "" if keep_images else f"-{secrets.token_hex(3)}"
         self._lock = threading.Lock()
+        # image tag -> the BuildEnvironmentError its build met: every later deployment of
+        # the same code fails at once instead of retrying a fetch that cannot work.
+        self._env_failures: dict[str, BuildEnvironmentError] = {}
         _install_hooks()
 
     @property
@@ -419,15 +432,16 @@ class DockerDriver(Driver):
             self._client = connect()
         return self._client
 
-    def _base_image(self) -> str | None:
+    def _base_image(self, language: str = "python") -> str | None:
+        """The BASE_IMAGE to pass for `language`, or None when it does not exist here
+        (the Dockerfile's own default is then tried)."""
         if self.base_image:
             return self.base_image
-        if os.environ.get("FD_BASE_IMAGE"):
-            return os.environ["FD_BASE_IMAGE"]
         from docker.errors import ImageNotFound
+        name = base_image_name(language)
         try:
-            self.client.images.get(LOCAL_BASE_IMAGE)
-            return LOCAL_BASE_IMAGE
+            self.client.images.get(name)
+            return name
         except ImageNotFound:
             return None
 
@@ -438,11 +452,14 @@ class DockerDriver(Driver):
             context, dockerfile = build_paths(submission)
         except ValueError as exc:
             raise StartError("build", f"cannot build the image: {exc}") from None
-        base = self._base_image()
+        language = submission.docker.get("base", "python")
+        base = self._base_image(language)
         args = {"BASE_IMAGE": base} if base else {}
         digest = context_digest(context, dockerfile, args)[:16]
         tag = f"faultdrill/{_slug(submission.name)}:{digest}{self._tag_suffix}"
         with self._lock:
+            if tag in self._env_failures:
+                raise self._env_failures[tag]
             try:
                 self.client.images.get(tag)
                 return tag
@@ -455,6 +472,15 @@ class DockerDriver(Driver):
                             submission.name[:200]},
                     rm=True, forcerm=True, pull=False, timeout=BUILD_TIMEOUT)
             except BuildError as exc:
+                dockerfile_text = dockerfile.read_text(encoding="utf-8", errors="replace")
+                fetch = failed_fetch(list(exc.build_log), str(exc.msg), build_args=args,
+                                     dockerfile_text=dockerfile_text)
+                if fetch is not None:
+                    env_error = environment_error(
+                        fetch, language=language, passed_base=base, local_exists=base is not None,
+                        dockerfile_text=dockerfile_text)
+                    self._env_failures[tag] = env_error
+                    raise env_error from None
                 tail = [str(chunk.get("stream") or chunk.get("error") or "").rstrip()
                         for chunk in exc.build_log if isinstance(chunk, dict)]
                 raise StartError("build", f"docker build failed: {exc.msg}",
