@@ -181,3 +181,32 @@ def test_usage_errors_exit_2(tmp_path):
     assert proc.returncode == 2 and "no submission in" in proc.stderr
     proc = _round(str(tmp_path / "empty"), "--jobs", "0")
     assert proc.returncode == 2 and "--jobs" in proc.stderr
+
+
+@pytest.mark.slow
+def test_an_interrupted_round_stops_its_grades_and_says_so(tmp_path):
+    import signal
+    folder = _link_submissions(tmp_path, reference=REFERENCE, starter=STARTER)
+    out = tmp_path / "rounds"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "graders.cli", "round", str(folder), "--out", str(out),
+                             "--seed", "9"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list(out.glob("*/*/grade.log")):
+            time.sleep(0.2)
+        time.sleep(2.0)                               # the grades are running
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    rows = list(csv.DictReader((out / "latest" / "summary.csv").read_text().splitlines()))
+    assert {r["submission"] for r in rows} == {"reference", "starter"}
+    assert all(r["incomplete"] == "yes" for r in rows)
+    time.sleep(0.5)
+    assert str(out) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

@@ -88,6 +88,8 @@ def run(args) -> int:
     print()
     print(rnd.console_table(rows, areas))
     print()
+    if args.only:
+        print(f"PARTIAL round (--only {args.only}): totals are not verdicts; no level is suggested.")
     print(f"summary: {round_dir / 'summary.md'}, {round_dir / 'summary.csv'} (latest round: {latest})")
     print(f"replay one grade: faultdrill grade <submission> --seed {seed} --driver {args.driver}"
           + (f" --only {args.only}" if args.only else ""))
