@@ -268,6 +268,19 @@ def differences(expected, received) -> list[Difference]:
     return out
 
 
+def differences_to_show(expected, received) -> list[Difference]:
+    """The differences worth leading a failure with: none when nothing came back, and
+    none when a description ("error 30 idempotency_conflict") meets a whole reply (the
+    message and the evidence say that better than one `$` line)."""
+    if received is None:
+        return []
+    diffs = differences(expected, received)
+    if (len(diffs) == 1 and diffs[0].path == "$" and isinstance(expected, str)
+            and isinstance(_as_structure(received), (dict, list))):
+        return []
+    return diffs
+
+
 # --------------------------------------------------------------------------- pointers
 
 def replay_command(path: str, seed, challenge: str | None = None) -> str:
@@ -344,10 +357,7 @@ def render_failure(verdict, *, challenge: str | None, path: str, markers: dict[s
     if include_message:
         lines.append(str(_field(verdict, "message") or "failed"))
     expected, received = _field(verdict, "expected"), _field(verdict, "received")
-    diffs = differences(expected, received) if received is not None else []
-    if (len(diffs) == 1 and diffs[0].path == "$" and isinstance(expected, str)
-            and isinstance(_as_structure(received), (dict, list))):
-        diffs = []  # a description against a whole reply: the message and evidence say it
+    diffs = differences_to_show(expected, received)
     if diffs:
         lines.append("what differs:")
         lines += [f"  {d.line()}" for d in diffs[:MAX_DIFFERENCES]]

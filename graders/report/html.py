@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from html import escape
 
-from graders.feedback import differences
+from graders.feedback import differences_to_show
 from graders.report.model import banners, show
 
 _CSS = """
@@ -39,7 +39,7 @@ ol.failsum{margin:0;padding-left:1.6rem}ol.failsum.cols{columns:2;column-gap:2re
 ol.failsum li{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;line-height:1.4;break-inside:avoid}
 ol.failsum .why{color:#444}
 section.check{border-left:4px solid #b00020;padding:.3rem .8rem;margin:.8rem 0;background:#fcfcfc}
-section.check.error{border-left-color:#8a5a00}
+section.check.is-error{border-left-color:#8a5a00}
 .back{font-size:.85rem;font-weight:normal;margin-left:.6rem}
 ul.diff{margin:.2rem 0 .4rem;padding-left:1.4rem}ul.diff code{white-space:pre-wrap;word-break:break-all}
 ol.tl{margin:.2rem 0 .4rem;padding-left:1.6rem;max-height:12rem;overflow:auto}
@@ -127,7 +127,7 @@ def _check_section(ch: dict) -> list[str]:
     cls = ch["status"]
     word = {"fail": "FAIL", "error": "GRADER ERROR"}[cls]
     hidden = " (interviewer-only)" if ch["visibility"] == "hidden" else ""
-    h = [f'<section class="check {cls}" id="{anchor_id(ch["id"])}">',
+    h = [f'<section class="check is-{cls}" id="{anchor_id(ch["id"])}">',
          f'<h3><span class="{cls}">{word}</span> stage {ch["stage"]} <code>{e(ch["id"])}</code> '
          f'{e(ch["title"])}{hidden} — {ch["passes"]}/{ch["passes"] + ch["fails"]} runs'
          f'<a class="back" href="#failures">↑ summary</a></h3>',
@@ -135,7 +135,7 @@ def _check_section(ch: dict) -> list[str]:
     if cls == "error":
         h.append("<p class=muted>The grader itself could not run this check; it is left out of the "
                  "suggested level and earns no points until a regrade.</p>")
-    diffs = differences(v.get("expected"), v.get("received")) if v.get("received") is not None else []
+    diffs = differences_to_show(v.get("expected"), v.get("received"))
     if diffs:
         h.append('<p>what differs:</p><ul class="diff">')
         h += [f"<li><code>{e(d.line())}</code></li>" for d in diffs[:12]]
