@@ -4,6 +4,11 @@ The zip holds `setup.sh` (installs the vendored kit into a virtual environment; 
 offline with `--wheelhouse`) and `run_autograder` (grades /autograder/submission with
 `faultdrill grade` and always writes /autograder/results/results.json). Built
 deterministically by graders/packaging.py: the same kit gives the same bytes.
+
+Scores are 100 x the report's overall score, so the assignment's autograder points should
+be 100. Who sees what (candidates: visible checks at once, the total after publication;
+instructors: stdout and an Interviewer summary test) is decided in
+graders/report/gradescope.py and described in rubric/INTERVIEWER_GUIDE.md ("Gradescope").
 """
 from __future__ import annotations
 
@@ -31,4 +36,6 @@ def run(args) -> int:
           + (f", {info.wheels} vendored wheels" if info.wheels else "")
           + f"; setup.sh installs {', '.join(info.deps)}"
           + ("" if info.wheels else " (from the package index)"))
+    print("faultdrill gradescope: set the assignment's autograder points to 100 "
+          "(the score is 100 x the report's overall score)")
     return 0
