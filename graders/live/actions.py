@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 import socket
 import threading
 import time
@@ -211,6 +212,14 @@ class Actions:
         self.log: list[dict] = []
         self._lock = threading.RLock()
         self._seq = 0
+        # Every service start happens on this one long-lived thread. Why: a sandboxed
+        # service dies with the thread that started it (bubblewrap's --die-with-parent is
+        # PR_SET_PDEATHSIG, which follows the *thread*), and API requests and schedules
+        # run on short-lived threads.
+        self._procs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-processes")
+
+    def _on_process_thread(self, fn, *args, timeout: float = 120.0):
+        return self._procs.submit(fn, *args).result(timeout=timeout)
 
     def _note(self, what: str, **detail) -> dict:
         entry = {"t": time.time(), "what": what, **detail}
@@ -263,7 +272,10 @@ class Actions:
         """Apply one validated fault; returns what was done (JSON-able)."""
         check_fault(fault)
         action = fault["action"]
-        return getattr(self, f"_do_{action}")(fault)
+        handler = getattr(self, f"_do_{action}")
+        if action in ("service", "reconfigure", "corrupt_memory"):
+            return self._on_process_thread(handler, fault)
+        return handler(fault)
 
     def _do_toxic(self, f: dict) -> dict:
         return {"hop": f["hop"], "toxic": self.add_toxic(f["hop"], f["toxic"])}
@@ -443,6 +455,9 @@ class Actions:
     def heal(self, *, wait_ready: float = 10.0) -> dict:
         """Undo every fault: stop jobs, restore drifted agents and reconfigured services,
         clear toxics, enable hops, resume paused and start stopped services."""
+        return self._on_process_thread(self._heal, wait_ready)
+
+    def _heal(self, wait_ready: float) -> dict:
         done: list[str] = []
         with self._lock:
             jobs, self.jobs = dict(self.jobs), {}
@@ -488,6 +503,12 @@ class Actions:
                 "drifted": drifted, "reconfigured": reconfigured, "jobs": jobs}
 
     def close(self) -> None:
+        """Stop every fault job and fake agent, then the process thread (call after the
+        services were stopped: a sandboxed service does not outlive the thread)."""
+        self.stop_faults()
+        self._procs.shutdown(wait=True, cancel_futures=True)
+
+    def stop_faults(self) -> None:
         with self._lock:
             jobs, self.jobs = list(self.jobs.values()), {}
             fakes, self.drifted = list(self.drifted.values()), {}

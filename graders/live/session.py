@@ -58,8 +58,9 @@ class LiveSession:
                 traffic.stop()
             if server is not None:
                 server.close()
-            actions.close()
+            actions.stop_faults()
             system.close()
+            actions.close()
             raise
         return cls(system, actions, traffic, server, api, api_token, state_written)
 
@@ -80,9 +81,12 @@ class LiveSession:
                 if self._state_written:
                     remove_state(self.server.address[1])
                 self.server.close()
-            self.actions.close()
+            self.actions.stop_faults()
         finally:
-            report = self.system.close()
+            try:
+                report = self.system.close()
+            finally:
+                self.actions.close()
         return report
 
     def __enter__(self) -> "LiveSession":
