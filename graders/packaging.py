@@ -545,10 +545,11 @@ def verify_candidate_bundle(root: Path, markers) -> list[str]:
     """Problems that make a candidate bundle unsafe to hand out (empty when fine)."""
     root = Path(root)
     problems = []
-    for forbidden in ("reference_impl", "rubric"):
+    # graders/bughunt and graders/drills hold answer keys (planted defects, incidents).
+    for forbidden in ("reference_impl", "rubric", "graders/bughunt", "graders/drills"):
         if (root / forbidden).exists():
             problems.append(f"{forbidden}/ is in the bundle")
-    for name in ("rubric.toml", "RUBRIC.md", "INTERVIEWER_GUIDE.md"):
+    for name in ("rubric.toml", "RUBRIC.md", "INTERVIEWER_GUIDE.md", "INCIDENTS.md", "defects.toml"):
         for hit in root.rglob(name):
             problems.append(f"interviewer material in the bundle: {hit.relative_to(root)}")
     imp = re.compile(r"^\s*(from|import)\s+reference_impl\b", re.M)
@@ -875,13 +876,26 @@ def seed_for(root: Path) -> int:
         return int(time.time()) % 1_000_000
 
 
-def failure_results(kind: str, message: str, *, seed: int | None, elapsed: float) -> dict:
+def failure_results(kind: str, message: str, *, seed: int | None, elapsed: float,
+                    detail: str | None = None) -> dict:
     """results.json when no grade report exists. `kind` is "submission" (the candidate's
     upload cannot be graded: counts as a failed test) or "grader" (our fault: max_score 0,
-    flagged so staff can regrade)."""
+    flagged so staff can regrade). `message` is shown to the candidate; `detail` (the
+    grader's log, which names interviewer-only checks) only to instructors, in a hidden
+    test."""
     grader = kind == "grader"
     head = ("INCOMPLETE: GRADER ERROR (not your fault; the course staff will regrade): " if grader
             else "Your submission could not be graded: ")
+    hidden = [{
+        "name": "grader log (instructors only)",
+        "number": "0.2",
+        "score": 0.0,
+        "max_score": 0.0,
+        "status": "failed",
+        "output": detail,
+        "output_format": "text",
+        "visibility": "hidden",
+    }] if detail else []
     return {
         "score": 0,
         "execution_time": round(elapsed, 3),
@@ -898,9 +912,19 @@ def failure_results(kind: str, message: str, *, seed: int | None, elapsed: float
             "output": message,
             "output_format": "text",
             "visibility": "visible",
-        }],
+        }] + hidden,
         "extra_data": {"seed": seed, "kit_version": KIT_VERSION, "failure": kind, "incomplete": grader},
     }
+
+
+def refusal_message(log_tail: str, folder: str) -> str:
+    """What a candidate reads when `faultdrill grade` refused the upload (exit 2): its
+    last line without the command's name (candidates do not have `grade`), and the
+    self-check command that shows the same message."""
+    lines = [ln.strip() for ln in log_tail.strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else "the submission's faultdrill.toml could not be used"
+    last = re.sub(r"^faultdrill grade:\s*(cannot grade:\s*)?", "", last)
+    return f"{last}\nRun `faultdrill check {folder}` on your machine to see the same message."
 
 
 class ResultsUnwritable(Exception):
@@ -1044,12 +1068,13 @@ def autograde(root: Path, *, timeout: float | None = None) -> int:
             _say(instructor_stdout(data))
             _say(f"full reports: {work}")
         elif code == 2:
-            final = failure_results("submission", tail.strip().splitlines()[-1] if tail.strip()
-                                    else "faultdrill grade refused the submission",
-                                    seed=seed, elapsed=time.monotonic() - t0)
+            final = failure_results("submission", refusal_message(tail, replay_path_for(sub, upload)),
+                                    seed=seed, elapsed=time.monotonic() - t0, detail=tail)
         else:
-            why = f"grading timed out after {timeout:.0f} s" if code is None else f"faultdrill grade exited {code}"
-            final = failure_results("grader", f"{why}\n{tail}", seed=seed, elapsed=time.monotonic() - t0)
+            why = (f"grading did not finish within {timeout:.0f} s" if code is None
+                   else f"the grader stopped before writing a report (exit status {code})")
+            final = failure_results("grader", why, seed=seed, elapsed=time.monotonic() - t0,
+                                    detail=tail)
     except Exception as exc:  # noqa: BLE001 - results.json must exist whatever happened
         final = failure_results("grader", f"{type(exc).__name__}: {exc}", seed=seed,
                                 elapsed=time.monotonic() - t0)
@@ -1057,6 +1082,9 @@ def autograde(root: Path, *, timeout: float | None = None) -> int:
         if final is not None:
             if final.get("extra_data", {}).get("failure"):
                 _say(f"faultdrill autograder: {final['output']}")
+                for t in final.get("tests", []):
+                    if t.get("visibility") == "hidden" and t.get("output"):
+                        _say(t["output"])
             try:
                 write_results(target, final)
             except ResultsUnwritable as exc:

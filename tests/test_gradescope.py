@@ -223,6 +223,21 @@ def test_autograde_bad_manifest_is_the_submissions_fault(tmp_path, monkeypatch):
     jsonschema.validate(r, GRADESCOPE_SCHEMA)
     assert r["extra_data"]["failure"] == "submission" and r["extra_data"]["seed"] == 77
     assert r["tests"][0]["max_score"] == 1.0 and "GRADER ERROR" not in r["output"]
+    visible = json.dumps([r["output"]] + [t for t in r["tests"] if t["visibility"] != "hidden"])
+    assert "faultdrill grade" not in visible, "candidates do not have that command"
+    assert "faultdrill check ." in visible and "TOML" in visible
+
+
+def test_the_grader_log_reaches_instructors_only():
+    """The log of a grade names interviewer-only checks: a failure keeps it in a hidden
+    test (and stdout), never in what candidates see."""
+    log = "[grader:security.hostile_fuzz] stage 3: generated hostile frames\nTraceback ..."
+    r = P.failure_results("grader", "the grader stopped before writing a report (exit status 3)",
+                          seed=1, elapsed=0.5, detail=log)
+    jsonschema.validate(r, GRADESCOPE_SCHEMA)
+    visible = json.dumps([r["output"]] + [t for t in r["tests"] if t["visibility"] != "hidden"])
+    assert "hostile_fuzz" not in visible and "Traceback" not in visible
+    assert [t["output"] for t in r["tests"] if t["visibility"] == "hidden"] == [log]
 
 
 @pytest.mark.slow
