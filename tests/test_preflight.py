@@ -103,3 +103,20 @@ def test_no_docker_engine_is_exit_3_not_38_grader_errors(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert "no Docker engine" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["grade", "check"])
+def test_checks_that_cannot_even_be_imported_are_a_preflight_failure(monkeypatch, tmp_path, capsys, command):
+    """A fresh machine without hypothesis: the check modules do not import. One line,
+    exit 3, no traceback."""
+    import graders.commands.grade as grade_cmd
+
+    def broken():
+        raise ModuleNotFoundError("No module named 'hypothesis'", name="hypothesis")
+    monkeypatch.setattr(grade_cmd, "all_checks", broken)
+    monkeypatch.setattr(preflight, "missing_modules",
+                        lambda ids=None, **k: [preflight.Problem("Python package(s) hypothesis not installed",
+                                                                 "python3 -m pip install -e .")])
+    assert cli.main([command, str(REFERENCE), "--unsafe-no-sandbox"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "hypothesis" in err[0] and "Traceback" not in err[0]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sys
 
-from graders.checks.registry import CHALLENGES, all_checks
+from graders.checks.registry import CHALLENGES
 from graders.commands.grade import (EXIT_CODES_EPILOG, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_PASSED, EXIT_USAGE,
-                                     add_common, prepare, run_preflight)
+                                     add_common, load_checks, prepare, run_preflight)
 from graders.harness import Progress, run_checks, select_checks
 from graders.feedback import CONTEXT_LIMIT, load_starter_markers, render_failure, replay_command
 
@@ -39,7 +39,10 @@ def run(args) -> int:
     if refused is not None:
         return refused
     try:
-        specs = select_checks(all_checks(), visible_only=True, challenge=args.challenge)
+        every = load_checks("check")
+        if every is None:
+            return EXIT_INCOMPLETE
+        specs = select_checks(every, visible_only=True, challenge=args.challenge)
         from graders.manifest import load_manifest
         load_manifest(args.path)          # a usage error (2) before the preflight (3)
     except (ManifestError, ValueError, OSError) as exc:

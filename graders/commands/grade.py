@@ -92,6 +92,19 @@ def check_out_arg(out: Path) -> None:
         raise ValueError(f"--out {out} exists and is not a directory")
 
 
+def load_checks(command: str):
+    """all_checks(), or None after the one preflight line when a module the checks import
+    is missing (a fresh machine without the kit's dependencies: exit 3, not a traceback)."""
+    from graders import preflight
+    try:
+        return all_checks()
+    except ImportError as exc:
+        problems = preflight.missing_modules() or [
+            preflight.Problem(f"the checks cannot be loaded ({exc})", "python3 -m pip install -e .")]
+        print(preflight.one_line(command, problems), file=sys.stderr)
+        return None
+
+
 def run_preflight(args, command: str, selected) -> int | None:
     """None when this machine can run the selected checks, else the exit status (3) after
     one error line (graders/preflight.py)."""
@@ -112,7 +125,9 @@ def run(args) -> int:
         return refused
     try:
         rubric = load_rubric()
-        specs = all_checks()
+        specs = load_checks("grade")
+        if specs is None:
+            return EXIT_INCOMPLETE
         only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
         selected = select_checks(specs, only=only)
         if args.runs < 1:
