@@ -121,3 +121,17 @@ def test_demo_never_calls_an_incomplete_grade_full_marks(monkeypatch, tmp_path, 
     out = capsys.readouterr().out
     assert "the reference scores full marks" not in out
     assert "INCOMPLETE" in out and len(say.problems) == 1 and "INCOMPLETE" in say.problems[0]
+
+
+def test_demo_says_why_when_grading_cannot_run_here(monkeypatch, tmp_path, capsys):
+    """A machine where `grade` refuses (a failed preflight, exit 3 without reports): one
+    clear problem line, no traceback, no score claimed."""
+    from graders.commands import demo
+    import graders.cli as cli
+    monkeypatch.setattr(cli, "main", lambda argv: print("faultdrill grade: preflight failed, nothing was "
+                                                        "graded: bwrap missing (fix: install it)") or 3)
+    say = demo.Narrator()
+    demo.grade_side_by_side(7, say, str(tmp_path))
+    out = capsys.readouterr().out
+    assert len(say.problems) == 1 and "preflight failed" in say.problems[0] and "exit 3" in say.problems[0]
+    assert "full marks" not in out and "Traceback" not in out

@@ -257,7 +257,8 @@ def _grade(root: Path, seed: int, out: Path) -> dict:
         status = cli.main(["grade", str(root), "--seed", str(seed), "--out", str(out), "--quiet"])
     results = out / "results.json"
     if status not in (0, 1, 3) or not results.is_file():
-        raise RuntimeError(f"grading {root} failed to run (exit {status}): {buffer.getvalue()[-400:]}")
+        last = (buffer.getvalue().strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"grading {root} could not run here (exit {status}): {last}")
     data = json.loads(results.read_text(encoding="utf-8"))
     data.setdefault("extra_data", {})["exit_status"] = status
     return data
@@ -284,7 +285,11 @@ def grade_side_by_side(seed: int, say: Narrator, out: str | None) -> None:
     incomplete = {}
     for label, root in (("reference", paths.REFERENCE), ("starter", paths.STARTER)):
         target = out_root / label
-        results = _grade(root, seed, target)
+        try:
+            results = _grade(root, seed, target)
+        except RuntimeError as exc:     # the grade refused to run here (preflight, usage)
+            say.bad(f"{label}: {exc}")
+            return
         incomplete[label] = incomplete_reason(results)
         tests = results.get("tests", [])
         passed = sum(1 for t in tests if t.get("status") == "passed")
