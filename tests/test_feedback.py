@@ -4,7 +4,9 @@ the challenge README and the starter's CHALLENGE(...) comments."""
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from graders import feedback as F
@@ -157,3 +159,21 @@ def test_a_description_against_a_whole_reply_is_not_repeated_as_a_difference():
                               challenge=None, path="s")
     assert scalar[1:3] == ["what differs:", "  $: expected 200, received 503"]
     assert scalar[-1] == "replay: faultdrill check s --seed 1"
+
+
+@pytest.mark.slow
+def test_faultdrill_check_leads_with_the_difference_and_keeps_the_challenge(capsys):
+    """The starter has no idempotency: `faultdrill check --challenge idempotency` shows the
+    differing field first, a replay line with --challenge and --seed, and the pointers."""
+    from graders import cli
+    code = cli.main(["check", str(STARTER), "--challenge", "idempotency", "--seed", "3", "--unsafe-no-sandbox"])
+    out = capsys.readouterr().out
+    assert code == 1, out[-3000:]
+    lines = [l for l in out.splitlines() if l.startswith("[grader:idempotency.replay_conflict]")]
+    text = "\n".join(lines)
+    assert "what differs:" in text and re.search(r"\$\S*\.replay: expected true, received false", text), text
+    assert text.index("what differs:") < text.index("] sent: "), "the difference comes before the context"
+    replay = f"replay: faultdrill check {STARTER} --challenge idempotency --seed 3"
+    assert replay in text
+    assert "read challenges/idempotency/README.md" in text and "CHALLENGE(idempotency) in challenges/starter/" in text
+    assert f"Replay: faultdrill check {STARTER} --challenge idempotency --seed 3" in out
