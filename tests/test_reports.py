@@ -193,3 +193,24 @@ def test_markdown_lists_areas_failures_and_grader_errors(grade):
     assert "## Areas" in md and "## Grader errors" in md and "`memory.retention`" in md
     assert "### `security.token_refused`" in md and "Hint:" in md
     assert "seed 42" in md
+
+
+def test_incomplete_and_unsandboxed_say_so_first_and_never_read_as_full_marks(tmp_path):
+    """Every check passed but one could not be graded, and the candidate ran unsandboxed:
+    the HTML and Gradescope outputs open with both banners and the score is not 100."""
+    specs = all_checks()
+    verdicts = [Verdict(s.id, s.title, "error" if i == 0 else "pass", "grader error: boom" if i == 0 else "ok",
+                        0.1, 9, 0) for i, s in enumerate(specs)]
+    result = RunResult(seed=9, runs=1, driver="process", submission="s", verdicts=verdicts, duration=1.0)
+    result.sandbox = {"mode": "none", "reason": "--unsafe-no-sandbox"}
+    rubric = load_rubric()
+    sheet = score(credits_from_verdicts(verdicts), rubric, {s.id: s.weight for s in specs})
+    paths = write_reports(result, sheet, rubric, specs, tmp_path)
+    data = json.loads(paths["results.json"].read_text())
+    assert data["max_score"] == 100 and data["score"] < 100
+    assert data["output"].startswith("**INCOMPLETE**") and "**UNSANDBOXED**" in data["output"]
+    html = paths["report.html"].read_text()
+    body = html[html.index("<body>"):]
+    assert body.index('class="banner incomplete"') < body.index('class="headline"')
+    assert body.index('class="banner unsandboxed"') < body.index('class="headline"')
+    assert "(INCOMPLETE)" in body[:body.index('id="failures"')]
