@@ -82,6 +82,10 @@ def test_zip_layout(package):
                 "faultdrill/graders/commands/grade.py", "faultdrill/graders/packaging.py",
                 "faultdrill/rubric/rubric.toml"} <= names
         assert modes["setup.sh"] == 0o755 and modes["run_autograder"] == 0o755
+        # the starter's code ships so feedback can point at its CHALLENGE(...) lines
+        assert "faultdrill/challenges/starter/orchestrator.py" in names
+        assert not any(n.startswith("faultdrill/challenges/") and not n.startswith("faultdrill/challenges/starter/")
+                       for n in names)
         assert not any(n.startswith(("reference_impl", "faultdrill/reference_impl")) for n in names)
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
         pyproject = zf.read("faultdrill/pyproject.toml").decode()
