@@ -313,16 +313,23 @@ def starter_markers(files: dict[str, str]) -> dict[str, list[str]]:
 
 
 def load_starter_markers(starter: Path | None = None) -> dict[str, list[str]] | None:
-    """The markers of the starter on disk (graders.paths.STARTER by default); None when it
-    is not there (an installed kit without its challenges folder)."""
-    if starter is None:
-        from graders.paths import STARTER as starter
-    try:
-        files = {p.name: p.read_text(encoding="utf-8", errors="replace")
-                 for p in sorted(Path(starter).glob("*.py")) if p.is_file()}
-    except OSError:
-        return None
-    return starter_markers(files) if files else None
+    """The markers of the starter on disk: `starter`, else the kit's (graders.paths.STARTER),
+    else ./challenges/starter (a candidate bundle installed with `pip install .` and run
+    from its folder); None when none is there."""
+    if starter is not None:
+        places = [Path(starter)]
+    else:
+        from graders.paths import STARTER
+        places = [STARTER, Path.cwd() / "challenges" / "starter"]
+    for place in places:
+        try:
+            files = {p.name: p.read_text(encoding="utf-8", errors="replace")
+                     for p in sorted(place.glob("*.py")) if p.is_file()}
+        except OSError:
+            continue
+        if files:
+            return starter_markers(files)
+    return None
 
 
 def challenge_pointer(challenge: str | None, markers: dict[str, list[str]] | None) -> str | None:
