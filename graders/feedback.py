@@ -358,7 +358,8 @@ def render_failure(verdict, *, challenge: str | None, path: str, markers: dict[s
                    context_limit: int = CONTEXT_LIMIT, include_message: bool = True,
                    include_replay: bool = True) -> list[str]:
     """The lines a candidate reads for one failed check: message, what differs, the
-    evidence (each capped at `context_limit`, 0 = whole), hint, replay, pointer.
+    evidence (expected, received, sent; each capped at `context_limit`, 0 = whole), hint,
+    replay, pointer.
     `verdict` is a harness Verdict or its dict (asdict) form."""
     lines: list[str] = []
     if include_message:
@@ -370,7 +371,9 @@ def render_failure(verdict, *, challenge: str | None, path: str, markers: dict[s
         lines += [f"  {d.line()}" for d in diffs[:MAX_DIFFERENCES]]
         if len(diffs) > MAX_DIFFERENCES:
             lines.append(f"  ... and {len(diffs) - MAX_DIFFERENCES} more differences")
-    for label, value in (("sent", _field(verdict, "sent")), ("expected", expected), ("received", received)):
+    # What came back before what was sent: the request is the long part, and the reply
+    # is where the fault shows.
+    for label, value in (("expected", expected), ("received", received), ("sent", _field(verdict, "sent"))):
         if value is not None:
             lines.append(f"{label}: {show_context(value, context_limit)}")
     hint = _field(verdict, "hint")

@@ -172,7 +172,7 @@ def test_faultdrill_check_leads_with_the_difference_and_keeps_the_challenge(caps
     lines = [l for l in out.splitlines() if l.startswith("[grader:idempotency.replay_conflict]")]
     text = "\n".join(lines)
     assert "what differs:" in text and re.search(r"\$\S*\.replay: expected true, received false", text), text
-    assert text.index("what differs:") < text.index("] sent: "), "the difference comes before the context"
+    assert text.index("what differs:") < text.index("] received: ") < text.index("] sent: "), "difference, reply, request"
     replay = f"replay: faultdrill check {STARTER} --challenge idempotency --seed 3"
     assert replay in text
     assert "read challenges/idempotency/README.md" in text and "CHALLENGE(idempotency) in challenges/starter/" in text
