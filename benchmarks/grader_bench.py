@@ -20,7 +20,7 @@ __all__ = ["run_grader", "grade_once"]
 
 def grade_once(seed: int, *, root: Path = REFERENCE, only: list[str] | None = None,
                visible_only: bool = False, stop_at_failing_stage: bool = False, runs: int = 1,
-               challenge: str | None = None):
+               challenge: str | None = None, sandbox: bool | None = None):
     """One harness run; returns (RunResult, seconds). Imports lazily (see module doc)."""
     from graders.checks.registry import all_checks
     from graders.drivers.process import ProcessDriver
@@ -28,17 +28,24 @@ def grade_once(seed: int, *, root: Path = REFERENCE, only: list[str] | None = No
     from graders.manifest import load_manifest
     specs = select_checks(all_checks(), only=only, visible_only=visible_only, challenge=challenge)
     t0 = time.monotonic()
-    result = run_checks(specs, submission=load_manifest(root), driver=ProcessDriver(), seed=seed,
+    result = run_checks(specs, submission=load_manifest(root), driver=ProcessDriver(sandbox=sandbox), seed=seed,
                         runs=runs, progress=Progress(stream=io.StringIO()),
                         stop_at_failing_stage=stop_at_failing_stage)
     return result, time.monotonic() - t0
 
 
 def run_grader(seed: int, *, only: list[str] | None = None, log=print) -> dict:
-    """Keys: full_grade_s, self_check_s (+ verdict counts)."""
+    """Keys: full_grade_s, self_check_s (+ verdict counts), and the sandbox's cost:
+    full_grade_unsandboxed_s and sandbox_ratio (target <= 1.3), measured in the same run
+    with the same seed, unsandboxed first (docs/THREAT_MODEL.md)."""
     try:
-        full, full_s = grade_once(seed, only=only)
-        log(f"  grader: full grade {full_s:.1f} s")
+        from graders.sandbox import probe
+        sandboxed = probe().ok
+        bare, bare_s = grade_once(seed, only=only, sandbox=False)
+        log(f"  grader: full grade unsandboxed {bare_s:.1f} s")
+        full, full_s = grade_once(seed, only=only, sandbox=True if sandboxed else False)
+        log(f"  grader: full grade {'sandboxed' if sandboxed else 'UNSANDBOXED (no sandbox here)'} "
+            f"{full_s:.1f} s (x{full_s / bare_s:.2f})")
         check, check_s = grade_once(seed + 1, only=only, visible_only=True, stop_at_failing_stage=True)
         log(f"  grader: self-check (all visible stages) {check_s:.1f} s")
         # What a candidate runs while working on one challenge (`check --challenge NAME`);
@@ -57,6 +64,10 @@ def run_grader(seed: int, *, only: list[str] | None = None, log=print) -> dict:
                 "missing_reason": f"grader machinery not importable: {exc}"}
     return {
         "full_grade_s": round(full_s, 2),
+        "full_grade_unsandboxed_s": round(bare_s, 2),
+        "sandbox_ratio": round(full_s / bare_s, 3) if sandboxed else None,
+        "sandboxed": sandboxed,
+        "unsandboxed_not_passed": sorted(v.check_id for v in bare.verdicts if v.status != "pass"),
         "self_check_s": round(check_s, 2),
         "challenge_check_s": round(max(per_challenge.values()), 2) if per_challenge else None,
         "challenge_check_s_each": {k: round(v, 2) for k, v in per_challenge.items()},
@@ -66,5 +77,5 @@ def run_grader(seed: int, *, only: list[str] | None = None, log=print) -> dict:
         "not_passed": sorted(v.check_id for v in full.verdicts if v.status != "pass"),
         "cleanup_notes": list(full.cleanup) + list(check.cleanup),
         "settings": {"driver": "process", "subset": only},
-        "target": {"full_grade_s_max": 60.0, "challenge_check_s_max": 10.0},
+        "target": {"full_grade_s_max": 60.0, "challenge_check_s_max": 10.0, "sandbox_ratio_max": 1.3},
     }

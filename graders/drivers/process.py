@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import queue
 import select
 import random
 import resource
@@ -317,6 +318,50 @@ def _has_env_marker(pid: int, marker: bytes) -> bool:
 
 #: How long a sandbox may take to report its namespace (bwrap --info-fd).
 SANDBOX_INFO_TIMEOUT_S = 10.0
+SPAWN_TIMEOUT_S = 60.0
+
+
+class _Spawner:
+    """Runs every sandbox's Popen on one long-lived thread of this process.
+
+    Why: bwrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread*
+    that forked bwrap exits, not the process. Checks run on short-lived threads, so a
+    service started by a check would be SIGKILLed the moment that check returned. The
+    spawner thread lives as long as the grader (a daemon thread: it ends with the
+    interpreter, and then every sandbox dies, which is the point)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._jobs: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while True:
+            fn, box, done = self._jobs.get()
+            try:
+                box["value"] = fn()
+            except BaseException as exc:   # handed back to the caller
+                box["exc"] = exc
+            done.set()
+
+    def run(self, fn):
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="fd-sandbox-spawner")
+                self._thread.start()
+        if threading.current_thread() is self._thread:
+            return fn()
+        box: dict = {}
+        done = threading.Event()
+        self._jobs.put((fn, box, done))
+        if not done.wait(SPAWN_TIMEOUT_S):
+            raise OSError(f"starting the sandbox did not finish within {SPAWN_TIMEOUT_S:.0f} s")
+        if "exc" in box:
+            raise box["exc"]
+        return box["value"]
+
+
+_spawner = _Spawner()
 
 
 def _exit_status(raw: int | None, sandboxed: bool) -> int | None:
@@ -559,12 +604,15 @@ class ProcessDeployment(Deployment):
                 run_argv = bwrap_argv(self._service_spec(svc), argv, info_fd=info_w)
             else:
                 run_argv = argv
-            try:
-                proc = subprocess.Popen(
+            def spawn() -> subprocess.Popen:
+                return subprocess.Popen(
                     run_argv, cwd=str(self.submission.root), env=full_env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                     preexec_fn=_make_preexec(self.spec.limits if self.spec else None),
                     close_fds=True, pass_fds=(info_w,) if info_w is not None else ())
+            try:
+                # Sandboxed: from the spawner thread (see _Spawner), never a check's thread.
+                proc = _spawner.run(spawn) if self.sandboxed else spawn()
             except OSError as exc:
                 for fd in (info_r, info_w):
                     if fd is not None:

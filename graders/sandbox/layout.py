@@ -75,7 +75,9 @@ def site_dirs() -> tuple[str, ...]:
     except AttributeError:
         pass
     dirs += [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
-    return tuple(sorted({os.path.realpath(d) for d in dirs if d}))
+    # Only directories that exist: a mask needs a mount point, and bwrap cannot create
+    # one inside a read-only tree (nothing to hide there anyway).
+    return tuple(sorted({os.path.realpath(d) for d in dirs if d and os.path.isdir(d)}))
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,281 @@
+"""The candidate sandbox (graders/sandbox): the policy as data, and what a service inside
+it can and cannot do, observed from inside with a tiny probe service."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from graders.sandbox import procs
+from graders.sandbox.policy import Limits, SandboxSpec, SystemBind, bwrap_argv, masks_within
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[1]
+
+# --- the policy, pure ---------------------------------------------------------------
+
+SYSTEM = (SystemBind("ro-bind", "/usr", "/usr"), SystemBind("ro-bind", "/etc", "/etc"),
+          SystemBind("symlink", "usr/bin", "/bin"))
+
+
+def spec(**kw):
+    base = dict(mode="root", uid=2_000_000_123, gid=2_000_000_123, submission="/work/sub",
+                system=SYSTEM, python_prefix="/opt/py", masks=("/opt/py/lib/site-packages",),
+                writable=("/t/memory/collector", "/t/home"), readonly=("/t/files/collector",))
+    base.update(kw)
+    return SandboxSpec(**base)
+
+
+def _pairs(argv, flag):
+    return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == flag]
+
+
+def test_root_mode_drops_to_the_uid_with_nothing_left():
+    argv = bwrap_argv(spec(), ["python3", "main.py"])
+    assert argv[0] == "bwrap" and "--unshare-pid" in argv and "--die-with-parent" in argv
+    assert "--unshare-user" not in argv            # a user namespace would map root
+    sep = argv.index("--")
+    tail = argv[sep + 1:]
+    assert tail[:2] == ["/usr/bin/setpriv", "--reuid=2000000123"]
+    for flag in ("--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"):
+        assert flag in tail
+    assert tail[-2:] == ["python3", "main.py"]
+    caps = [argv[i + 1] for i, a in enumerate(argv[:sep]) if a == "--cap-add"]
+    assert sorted(caps) == ["CAP_SETGID", "CAP_SETUID"] and "--cap-drop" in argv[:sep]
+
+
+def test_view_is_an_allowlist_in_order():
+    argv = bwrap_argv(spec(), ["x"])
+    sep = argv.index("--")
+    ro = _pairs(argv[:sep], "--ro-bind")
+    assert ("/usr", "/usr") in ro and ("/etc", "/etc") in ro and ("/opt/py", "/opt/py") in ro
+    assert ("/work/sub", "/work/sub") in ro and ("/t/files/collector", "/t/files/collector") in ro
+    rw = _pairs(argv[:sep], "--bind")
+    assert sorted(rw) == [("/t/home", "/t/home"), ("/t/memory/collector", "/t/memory/collector")]
+    # the mask comes after the tree it hides, the submission after every mask
+    assert argv.index("/opt/py/lib/site-packages") > argv.index("/opt/py")
+    assert argv.index("--chdir") > argv.index("/work/sub")
+    assert argv[argv.index("--chdir") + 1] == "/work/sub"
+    assert argv[argv.index("--tmpfs", argv.index("--size")) + 1] == "/tmp"
+
+
+def test_spec_refuses_uid_zero_and_relative_paths():
+    with pytest.raises(ValueError):
+        spec(uid=0)
+    with pytest.raises(ValueError):
+        spec(submission="relative/dir")
+    with pytest.raises(ValueError):
+        spec(mode="docker")
+
+
+def test_user_mode_uses_a_user_namespace_without_setpriv():
+    argv = bwrap_argv(spec(mode="user", uid=1000, gid=1000), ["x"])
+    assert "--unshare-user" in argv and "/usr/bin/setpriv" not in argv
+    assert "--cap-add" not in argv
+
+
+_path = st.lists(st.sampled_from(["a", "b", "usr", "lib", "site-packages", "kit"]), min_size=1,
+                 max_size=4).map(lambda parts: "/" + "/".join(parts))
+
+
+@given(st.lists(_path, max_size=4), st.lists(_path, max_size=6))
+def test_masks_are_exactly_the_hidden_paths_inside_bound_trees(trees, hidden):
+    masks = masks_within(trees, hidden)
+    inside = lambda p, t: p == t or p.startswith(t + "/")
+    for m in masks:
+        assert m in hidden and any(inside(m, t) for t in trees)
+    for h in hidden:       # every hidden path inside a bound tree is covered by some mask
+        if any(inside(h, t) for t in trees):
+            assert any(inside(h, m) for m in masks)
+    assert len(set(masks)) == len(masks)
+
+
+@given(st.lists(_path, min_size=1, max_size=3, unique=True))
+def test_every_mount_point_parent_is_traversable(writable):
+    argv = bwrap_argv(spec(writable=tuple(writable), masks=()), ["x"])
+    made = {argv[i + 1] for i, a in enumerate(argv) if a == "--dir"}
+    for path in writable:
+        parent = str(Path(path).parent)
+        host_trees = ("/usr", "/etc", "/opt/py", *[w for w in writable if w != path])
+        if parent != "/" and not any(parent == t or parent.startswith(t + "/") for t in host_trees):
+            assert parent in made
+
+
+# --- live: a service inside the sandbox -----------------------------------------------
+
+sandbox_ok = pytest.mark.skipif(not __import__("graders.sandbox", fromlist=["probe"]).probe().ok,
+                                reason="the sandbox cannot be set up on this machine")
+
+PROBE_SERVICE = textwrap.dedent('''
+    import json, os, socket, sys, time, http.server, socketserver, threading
+    out = {}
+    def attempt(name, fn):
+        try:
+            out[name] = ["ok", fn()]
+        except Exception as exc:
+            out[name] = ["denied", type(exc).__name__]
+    attempt("shadow", lambda: open("/etc/shadow").read(10))
+    attempt("import_graders", lambda: __import__("graders").__file__)
+    attempt("import_reference", lambda: __import__("reference_impl").__file__)
+    attempt("write_submission", lambda: open("written.txt", "w").write("x"))
+    attempt("write_usr", lambda: open("/usr/faultdrill-test", "w").write("x"))
+    attempt("kit_listing", lambda: os.listdir(os.environ["KIT_DIR"]) if "KIT_DIR" in os.environ else os.listdir(%(kit)r))
+    attempt("tmp", lambda: open("/tmp/own.txt", "w").write("x"))
+    attempt("memory", lambda: open(os.path.join(os.environ["FD_MEMORY_DIR"], "m.txt"), "w").write("x"))
+    out["uid"] = os.getuid()
+    status = open("/proc/self/status").read()
+    out["capeff"] = [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0]
+    out["nnp"] = [l.split()[1] for l in status.splitlines() if l.startswith("NoNewPrivs")][0]
+    out["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    out["grader_pid_visible"] = os.path.exists("/proc/%%d/cmdline" %% %(grader)d) and \\
+        "pytest" in open("/proc/%%d/cmdline" %% %(grader)d).read()
+    if os.fork() == 0:                       # a double-forked setsid daemon
+        os.setsid()
+        if os.fork() == 0:
+            import signal
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            time.sleep(3600)
+        os._exit(0)
+    os.wait()
+    with open(os.path.join(os.environ["FD_MEMORY_DIR"], "probe.json"), "w") as f:
+        json.dump(out, f)
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+        def log_message(self, *a): pass
+    host = os.environ["FD_LISTEN_HOST"]
+    tcp = socketserver.TCPServer((host, int(os.environ["FD_LISTEN_PORT"])), socketserver.StreamRequestHandler)
+    web = http.server.HTTPServer((host, int(os.environ["FD_HTTP_PORT"])), H)
+    threading.Thread(target=tcp.serve_forever, daemon=True).start()
+    import signal
+    signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+    web.serve_forever()
+''')
+
+
+def _probe_submission(tmp_path: Path) -> Path:
+    sub = tmp_path / "probe-sub"
+    sub.mkdir()
+    (sub / "service.py").write_text(PROBE_SERVICE % {"kit": str(ROOT / "graders"), "grader": os.getpid()})
+    (sub / "faultdrill.toml").write_text('[submission]\nname = "sandbox probe"\nspec_version = 1\n' + "".join(
+        f'[services.{r}]\ncommand = ["{{python}}", "service.py"]\n'
+        for r in ("orchestrator", "collector", "analyzer", "reporter")))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(sub, 0o755)
+    return sub
+
+
+def _deploy(sub):
+    from graders.drivers.process import ProcessDriver
+    from graders.manifest import ROLES, load_manifest
+    return ProcessDriver(sandbox=True).deploy(load_manifest(sub), base_env={r: {"FD_TOKEN": "t"} for r in ROLES})
+
+
+@sandbox_ok
+def test_inside_the_sandbox(tmp_path):
+    sub = _probe_submission(tmp_path)
+    d = _deploy(sub)
+    try:
+        d.start("collector")
+        seen = json.loads(d.read_memory("collector", "probe.json"))
+        init = d.services["collector"].init_pid
+        inode = d.services["collector"].ns_inode
+        members = procs.members(inode)
+        assert len(members) >= 3, members          # init, the service, the escaped daemon
+    finally:
+        report = d.close()
+    for name in ("shadow", "import_graders", "import_reference", "write_submission", "write_usr",
+                 "kit_listing"):
+        assert seen[name][0] == "denied", (name, seen[name])
+    assert seen["tmp"][0] == "ok" and seen["memory"][0] == "ok"
+    assert seen["uid"] != 0 and int(seen["capeff"], 16) == 0 and seen["nnp"] == "1"
+    assert seen["pids"][:2] == [1, 2] and not seen["grader_pid_visible"]
+    assert not (sub / "written.txt").exists()
+    # the daemon that escaped its session died with the sandbox, and close proved it
+    assert report.ok and report.proven_gone is True, report
+    assert procs.members(inode) == [] and not procs.running_in(init, inode)
+
+
+@sandbox_ok
+def test_two_deployments_cannot_see_each_other(tmp_path):
+    sub = _probe_submission(tmp_path)
+    a, b = _deploy(sub), _deploy(sub)
+    try:
+        a.start("collector")
+        b.start("collector")
+        seen_a = json.loads(a.read_memory("collector", "probe.json"))
+        ns_a, ns_b = a.services["collector"].ns_inode, b.services["collector"].ns_inode
+        assert ns_a != ns_b and a.uid != b.uid
+        host_b = set(procs.members(ns_b))
+        assert max(seen_a["pids"]) < 10           # only its own few processes, never b's or ours
+        a.pause("collector")          # SIGSTOP reaches a's processes, never b's
+        states_b = [Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] for p in host_b]
+        assert "T" not in states_b
+        a.resume("collector")
+    finally:
+        ra, rb = a.close(), b.close()
+    assert ra.proven_gone and rb.proven_gone
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for unshare --net")
+def test_grade_namespace_hides_ports_opened_outside():
+    outside = socket.socket()
+    outside.bind(("127.0.0.1", 0))
+    outside.listen()
+    port = outside.getsockname()[1]
+    code = textwrap.dedent(f"""
+        import socket, sys
+        from graders.sandbox import netns
+        netns._lo_up()
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            s.connect(("127.0.0.1", {port}))
+            print("reached")
+        except OSError as exc:
+            print("refused", type(exc).__name__)
+        t = socket.socket(); t.bind(("127.0.0.1", 0)); t.listen(); print("loopback-ok")
+    """)
+    proc = subprocess.run(netns_argv() + [sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, cwd=str(ROOT))
+    outside.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "refused" in proc.stdout and "loopback-ok" in proc.stdout, proc.stdout
+
+
+def netns_argv():
+    from graders.sandbox.netns import unshare_argv
+    from graders.sandbox.probe import host_mode
+    return unshare_argv(host_mode()) + ["--"]
+
+
+@sandbox_ok
+def test_probe_reports_a_mode():
+    from graders.sandbox import probe
+    found = probe()
+    assert found.ok and found.mode in ("root", "user") and found.reason == ""
+
+
+@sandbox_ok
+def test_service_outlives_the_thread_that_started_it(tmp_path):
+    """bwrap's --die-with-parent follows the starting *thread*; checks start services on
+    short-lived threads, so the driver must spawn sandboxes from a thread of its own."""
+    import threading
+    d = _deploy(_probe_submission(tmp_path))
+    try:
+        t = threading.Thread(target=lambda: d.start("collector"))
+        t.start()
+        t.join(30)
+        time.sleep(0.3)
+        assert d.running("collector")
+    finally:
+        assert d.close().proven_gone
