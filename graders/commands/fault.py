@@ -51,6 +51,8 @@ def add_arguments(parser) -> None:
     for verb, what in (("disable", "refuse connections on a hop"), ("enable", "accept again")):
         p = sub.add_parser(verb, help=what)
         p.add_argument("hop", choices=ROLES)
+    p = sub.add_parser("cut", help="close every open connection on a hop at once")
+    p.add_argument("hop", choices=ROLES)
     for op in SERVICE_OPS:
         p = sub.add_parser(op, help=f"{op} a service")
         p.add_argument("role", choices=ROLES)
@@ -115,6 +117,8 @@ def request_for(args) -> tuple[str, str, object]:
         return "POST", "/reset", None
     if c in ("disable", "enable"):
         return "POST", f"/proxies/{args.hop}", {"enabled": c == "enable"}
+    if c == "cut":
+        return "POST", "/faultdrill/faults", {"action": "cut", "hop": args.hop}
     if c in SERVICE_OPS:
         return "POST", f"/faultdrill/services/{args.role}/{c}", None
     if c in ("drop-reply", "duplicate"):

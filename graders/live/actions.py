@@ -85,6 +85,11 @@ def _check_proxy(f: dict) -> None:
     _need(f, "enabled", (bool,), "proxy")
 
 
+def _check_cut(f: dict) -> None:
+    if _need(f, "hop", (str,), "cut") not in ROLES:
+        raise FaultError(f"cut: hop must be one of {', '.join(ROLES)}")
+
+
 def _check_service(f: dict) -> None:
     _role(f, "service")
     if f.get("op") not in SERVICE_OPS:
@@ -140,6 +145,7 @@ def _check_leak(f: dict) -> None:
 ACTIONS = {
     "toxic": (_check_toxic, "add a toxic (Toxiproxy JSON) on a hop"),
     "proxy": (_check_proxy, "disable (connections refused) or enable a hop"),
+    "cut": (_check_cut, "close every open connection on a hop at once (a flapping network element)"),
     "service": (_check_service, "kill / pause / resume / restart / stop / start a service"),
     "reconfigure": (_check_reconfigure, "restart a service with changed settings"),
     "corrupt_memory": (_check_corrupt, "damage stored records of a service, then restart it"),
@@ -283,6 +289,13 @@ class Actions:
     def _do_proxy(self, f: dict) -> dict:
         self.set_enabled(f["hop"], f["enabled"])
         return {"hop": f["hop"], "enabled": f["enabled"]}
+
+    def _do_cut(self, f: dict) -> dict:
+        proxy = self.system.proxies[f["hop"]]
+        n = proxy.open_connections
+        proxy.close_connections(timeout=2.0)
+        self._note("cut", hop=f["hop"], connections=n)
+        return {"hop": f["hop"], "closed": n}
 
     def _do_service(self, f: dict) -> dict:
         role, op = f["role"], f["op"]
