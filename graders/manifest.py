@@ -6,7 +6,6 @@ rather than a confusing failure in the middle of a grading run.
 """
 from __future__ import annotations
 
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +46,13 @@ class Submission:
 
 
 def expand_command(argv: list[str], root: Path) -> list[str]:
-    """Replace `{python}` / `{root}` and resolve a relative executable against the root."""
-    out = [a.replace("{python}", sys.executable).replace("{root}", str(root)) for a in argv]
+    """Replace `{python}` / `{root}` and resolve a relative executable against the root.
+
+    `{python}` is the grader's *base* interpreter (behind any venv): inside the sandbox it
+    sees the standard library only (graders.sandbox.layout.base_python)."""
+    from graders.sandbox.layout import base_python
+    python = base_python()
+    out = [a.replace("{python}", python).replace("{root}", str(root)) for a in argv]
     exe = out[0]
     if not Path(exe).is_absolute() and ("/" in exe or (root / exe).is_file()):
         out[0] = str((root / exe).resolve())
