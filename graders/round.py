@@ -286,7 +286,10 @@ def summary_rows(graded: list[Graded], area_ids: list[str], round_dir: Path, *,
         score, max_score = (g.results or {}).get("score"), (g.results or {}).get("max_score")
         row["total"] = "" if score is None else f"{score:.1f}"
         row["max"] = "" if max_score is None else f"{max_score:.1f}"
-        row["percent"] = (f"{100 * score / max_score:.0f}" if score is not None and max_score else "")
+        # No percentage for an incomplete grade: its points are not a score (a check the
+        # grader could not run has earned nothing, yet cost the candidate nothing either).
+        row["percent"] = (f"{100 * score / max_score:.0f}" if score is not None and max_score
+                          and not incomplete else "")
         # An incomplete or partial grade gets no level: it was not a full judgement.
         row["suggested_level"] = "" if incomplete or partial or level is None else titles.get(level, level)
         row["passed"] = counts.get("pass", "")
@@ -337,7 +340,7 @@ def markdown_text(rows: list[dict], areas: list[tuple[str, str]], *, seed: int, 
     for r in rows:
         report = f"[report.html]({r['report']})" if r["report"] else ""
         cells = [r["submission"], *[r[aid] for aid, _ in areas],
-                 f"{r['total']} / {r['max']}" if r["total"] else "",
+                 f"{r['total']} / {r['max']}" if r["total"] and r["incomplete"] == "no" else "",
                  r["suggested_level"], r["grader_errors"],
                  "INCOMPLETE" + (f": {r['problem']}" if r["problem"] else "") if r["incomplete"] == "yes" else "",
                  report]
