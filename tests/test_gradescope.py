@@ -435,3 +435,58 @@ def test_non_root_with_its_own_results_dir_finds_the_submission_and_grades(world
     assert r["extra_data"]["failure"] == "submission", r
     assert f"grading {world_dir / 'submission' / 'a'}" in proc.stdout
     assert (results / "faultdrill" / "grade.log").is_file()
+
+
+def _fake_grade(monkeypatch, code: int, *, report: dict | None = None, log: str = ""):
+    """Stand in for the `faultdrill grade` subprocess: write its log (and reports) and
+    exit with `code`."""
+    def run(cmd, stdout, **_kw):
+        out = Path(cmd[cmd.index("--out") + 1])
+        stdout.write(log.encode())
+        if report is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps(report))
+            (out / "report.md").write_text("# faultdrill grade: x\n")
+        return subprocess.CompletedProcess(cmd, code)
+    monkeypatch.setattr(P.subprocess, "run", run)
+
+
+def test_autograde_an_incomplete_grade_without_a_report(tmp_path, monkeypatch, capsys):
+    """`faultdrill grade` refused to start (preflight, exit 3): INCOMPLETE for everyone,
+    the reason for instructors only."""
+    _manifest(tmp_path / "submission")
+    _fake_grade(monkeypatch, 3, log="[grader:tls.mutual] preflight: the sandbox cannot run here\n")
+    assert P.autograde(tmp_path) == 0
+    r = json.loads((tmp_path / "results" / "results.json").read_text())
+    jsonschema.validate(r, GRADESCOPE_SCHEMA)
+    assert r["output"].startswith("INCOMPLETE") and r["extra_data"]["incomplete"] is True
+    visible = json.dumps([r["output"]] + [t for t in r["tests"] if t["visibility"] != "hidden"])
+    assert "tls.mutual" not in visible and "exit status 3" in visible
+    assert "sandbox cannot run here" in capsys.readouterr().out
+
+
+def test_autograde_a_completed_grade_with_failures(tmp_path, monkeypatch, capsys):
+    """Exit 1 (some checks failed) is a completed grade: its results go to Gradescope with
+    the candidate's folder in the replay lines and the instructors' summary added."""
+    repo = tmp_path / "submission"
+    _bundle(repo)
+    _manifest(repo / "mine")
+    report = {"score": 40.0, "max_score": 100.0, "output": "**Score 40 / 100**", "tests": [
+        {"name": "a.b: t", "number": "1.1", "score": 0.0, "max_score": 60.0, "status": "failed",
+         "output": "m\nreplay: faultdrill check PATH --challenge idempotency --seed 5", "visibility": "visible",
+         "extra_data": {"check_id": "a.b", "verdict": "fail"}},
+        {"name": "c.d: t", "number": "1.h1", "score": 40.0, "max_score": 40.0, "status": "passed",
+         "output": "passed", "visibility": "hidden", "extra_data": {"check_id": "c.d", "verdict": "pass"}}],
+        "extra_data": {"seed": 5, "incomplete": False, "areas": {}, "overall": {"score": 0.4},
+                       "verdict_counts": {"pass": 1, "fail": 1, "error": 0}}}
+    _fake_grade(monkeypatch, 1, report=report)
+    monkeypatch.setenv("FAULTDRILL_SEED", "5")
+    assert P.autograde(tmp_path) == 0
+    r = json.loads((tmp_path / "results" / "results.json").read_text())
+    jsonschema.validate(r, GRADESCOPE_SCHEMA)
+    assert r["score"] == 40.0
+    assert "replay: faultdrill check mine --challenge idempotency --seed 5" in r["tests"][0]["output"]
+    assert r["tests"][-1]["extra_data"] == {"kind": "interviewer_summary"}
+    assert "Seed 5" in r["output"]
+    out = capsys.readouterr().out
+    assert "faultdrill: score 40 / 100" in out and f"grading {repo / 'mine'}" in out
