@@ -77,7 +77,9 @@ def render_value(value, limit: int = VALUE_LIMIT) -> str:
         try:
             text = json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
         except (TypeError, ValueError):
-            text = repr(value)
+            text = _safe_repr(value)
+        except RecursionError:
+            text = _TOO_DEEP
     if len(text) > limit:
         text = text[:limit] + f"... [{len(text) - limit} more characters]"
     return text
@@ -114,8 +116,20 @@ def show_context(value, limit: int = CONTEXT_LIMIT) -> str:
         try:
             text = json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False)
         except (TypeError, ValueError):
-            text = repr(value)
+            text = _safe_repr(value)
+        except RecursionError:
+            text = _TOO_DEEP
     return cap(text, limit)
+
+
+_TOO_DEEP = "[a value nested too deeply to show]"
+
+
+def _safe_repr(value) -> str:
+    try:
+        return repr(value)
+    except RecursionError:
+        return _TOO_DEEP
 
 
 # --------------------------------------------------------------------------- JSON paths
@@ -274,7 +288,10 @@ def differences_to_show(expected, received) -> list[Difference]:
     message and the evidence say that better than one `$` line)."""
     if received is None:
         return []
-    diffs = differences(expected, received)
+    try:
+        diffs = differences(expected, received)
+    except RecursionError:   # a reply nested deeper than Python recurses: no field list
+        return []
     if (len(diffs) == 1 and diffs[0].path == "$" and isinstance(expected, str)
             and isinstance(_as_structure(received), (dict, list))):
         return []

@@ -177,3 +177,17 @@ def test_faultdrill_check_leads_with_the_difference_and_keeps_the_challenge(caps
     assert replay in text
     assert "read challenges/idempotency/README.md" in text and "CHALLENGE(idempotency) in challenges/starter/" in text
     assert f"Replay: faultdrill check {STARTER} --challenge idempotency --seed 3" in out
+
+
+def test_hostile_replies_cannot_break_the_feedback():
+    """Candidate replies are hostile: a value nested far deeper than Python recurses, or
+    one JSON cannot hold, still gives feedback lines."""
+    deep: list = []
+    node = deep
+    for _ in range(50_000):
+        node.append([])
+        node = node[0]
+    for received in (deep, {"payload": deep}, b"\xff\xfe not json", {"x": float("nan"), 1: object()}):
+        lines = F.render_failure({"message": "m", "expected": {"replay": True}, "received": received, "seed": 1},
+                                 challenge="idempotency", path="s", markers={})
+        assert lines[0] == "m" and any(l.startswith("received: ") for l in lines)
