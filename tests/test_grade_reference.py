@@ -54,6 +54,8 @@ def test_promtext_rejects(bad, words):
 class _Env:
     t0 = 0.0
     token = "tok"
+    dead = None                 # the submission is not known dead (harness liveness)
+    hidden_ids: set = set()     # no hidden check has issued task ids
     progress = Progress(stream=io.StringIO())
 
     def logs_snapshot(self):

@@ -33,6 +33,7 @@ class GradeRun:
     verdicts: dict[str, str] = field(default_factory=dict)     # check id -> pass|fail|error
     outputs: dict[str, str] = field(default_factory=dict)      # check id -> report text
     defect: str | None = None                                  # tests/defects/<name>, if one
+    reports: Path | None = None                                # where the reports went
 
     def failing(self) -> set[str]:
         return {cid for cid, v in self.verdicts.items() if v == "fail"}
@@ -47,11 +48,33 @@ class GradeRun:
         return f"python3 -m graders.cli grade {self.path} --seed {self.seed} --out <dir>"
 
 
-def grade(path: Path, seed: int, out: Path, *, timeout: float) -> GradeRun:
-    """A full grade of `path` (all checks); bounded by `timeout` seconds (then killed)."""
+def reports_dir(stdout: str, out: Path) -> Path:
+    """The directory the grade wrote to: as its `reports:` line says (an --only run
+    writes beside --out, in `<out>-replay-<time>`), else `out`."""
+    for line in stdout.splitlines():
+        if line.startswith("reports: "):
+            first = line[len("reports: "):].split(", ")[0]
+            return Path(first).parent
+    return out
+
+
+def grade_command(path: Path, seed: int, out: Path, *, only=None) -> list[str]:
     cmd = [sys.executable, "-m", "graders.cli", "grade", str(path), "--seed", str(seed),
            "--out", str(out), "--quiet"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return cmd + (["--only", ",".join(only)] if only else [])
+
+
+def grade_env(extra_env: dict | None = None) -> dict:
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                **(extra_env or {}))
+
+
+def grade(path: Path, seed: int, out: Path, *, timeout: float, only=None,
+          extra_env: dict | None = None) -> GradeRun:
+    """A grade of `path` (all checks, or the `only` ones); bounded by `timeout` seconds
+    (then killed); `extra_env` is added to the grader's environment."""
+    cmd = grade_command(path, seed, out, only=only)
+    env = grade_env(extra_env)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
@@ -68,7 +91,8 @@ def grade(path: Path, seed: int, out: Path, *, timeout: float) -> GradeRun:
             stdout, stderr = proc.communicate(timeout=10)
     run = GradeRun(path=path, seed=seed, rc=proc.returncode, duration=time.monotonic() - t0,
                    pid=proc.pid, stdout=stdout, stderr=stderr, timed_out=timed_out)
-    results = out / "results.json"
+    run.reports = reports_dir(stdout, out)
+    results = run.reports / "results.json"
     if results.is_file():
         doc = json.loads(results.read_text(encoding="utf-8"))
         for test in doc.get("tests", []):
