@@ -1063,8 +1063,9 @@ def autograde(root: Path, *, timeout: float | None = None) -> int:
             final = for_gradescope(
                 data, report_md=md.read_text(encoding="utf-8") if md.is_file() else None,
                 replay_path=replay_path_for(sub, upload),
-                seed_note=f"Seed {seed}. Each failed check above shows the `faultdrill check` command "
-                          "that replays it on your machine.")
+                seed_note=f"Seed {seed}: `faultdrill check {replay_path_for(sub, upload)} --seed {seed}` "
+                          "replays the visible checks on your machine; each failed check shows the "
+                          "command for its challenge.")
             _say(instructor_stdout(data))
             _say(f"full reports: {work}")
         elif code == 2:

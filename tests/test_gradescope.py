@@ -487,6 +487,6 @@ def test_autograde_a_completed_grade_with_failures(tmp_path, monkeypatch, capsys
     assert r["score"] == 40.0
     assert "replay: faultdrill check mine --challenge idempotency --seed 5" in r["tests"][0]["output"]
     assert r["tests"][-1]["extra_data"] == {"kind": "interviewer_summary"}
-    assert "Seed 5" in r["output"]
+    assert "Seed 5: `faultdrill check mine --seed 5` replays the visible checks" in r["output"]
     out = capsys.readouterr().out
     assert "faultdrill: score 40 / 100" in out and f"grading {repo / 'mine'}" in out
