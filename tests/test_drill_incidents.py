@@ -78,3 +78,13 @@ def test_symptoms_appear_when_injected_and_go_after_heal(live, incident):
     assert shown.ok, f"{incident.id}: symptoms never seen: {shown.missing(symptoms)}"
     gone = wait_for(observer, symptoms, present=False, timeout=DISAPPEAR_S, skip_persistent=True)
     assert gone.ok, f"{incident.id}: symptoms still there after heal: {gone.missing(symptoms)}"
+
+
+def test_rubric_incidents_md_is_generated_from_the_incident_files():
+    from graders.drills.rubric_md import render
+    committed = (paths.REPO_ROOT / "rubric" / "INCIDENTS.md").read_text(encoding="utf-8")
+    assert committed == render(), "rubric/INCIDENTS.md is stale: run `faultdrill drill --rubric > rubric/INCIDENTS.md`"
+    for inc in INCIDENTS:
+        assert f'<a id="{inc.id}"></a>' in committed
+        for key in ("strong_no_hire", "strong_hire"):
+            assert inc.levels[key] in committed

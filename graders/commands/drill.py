@@ -40,6 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--optional", action="store_true",
                         help="let the seed pick optional-area incidents too (TLS, back-pressure, ...)")
     parser.add_argument("--list", action="store_true", help="list the incidents and exit")
+    parser.add_argument("--rubric", action="store_true",
+                        help="print rubric/INCIDENTS.md (generated from the incident files) and exit")
     parser.add_argument("--script", type=Path, default=None,
                         help="read console commands from this file instead of stdin")
     parser.add_argument("--out", type=Path, default=Path("drill-out"), help="report folder (default drill-out)")
@@ -64,6 +66,10 @@ def run(args) -> int:
     from graders.manifest import ManifestError, load_manifest
     if args.list:
         return _list()
+    if args.rubric:
+        from graders.drills.rubric_md import render
+        sys.stdout.write(render())
+        return 0
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     try:
         incident = incident_by_id(args.incident) if args.incident else pick(seed, include_optional=args.optional)
