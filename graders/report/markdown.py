@@ -27,7 +27,7 @@ def report_md(model: dict) -> str:
             if model.get("partial") else
             f"**Score {model['score']:g} / {model['max_score']:g}** — checks: {c['pass']} passed, ")
            + 
-           f"{c['fail']} failed, {c['error']} grader errors (not counted).", ""]
+           f"{c['fail']} failed, {c['error']} grader errors (left out of the level; 0 points until regraded).", ""]
     if model.get("partial"):
         out += [f"Partial run: {sheet.level_note('overall', titles)}.", ""]
     else:
