@@ -70,7 +70,7 @@ def _headline(model: dict, titles: dict) -> list[str]:
     e = escape
     sheet = model["sheet"]
     c = model["counts"]
-    counts = f"{c['pass']} passed, {c['fail']} failed, {c['error']} grader errors (not counted in the level)"
+    counts = f"{c['pass']} passed, {c['fail']} failed, {c['error']} grader errors (left out of the level; 0 points until regraded)"
     if model.get("partial"):
         return [f'<p class="headline">Points of the checks run: {model["score"]:g} / {model["max_score"]:g} — '
                 f"{counts}. A replay, not a grade: no overall score, no suggested level.</p>"]
