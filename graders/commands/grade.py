@@ -2,7 +2,8 @@
 
 Exit status (pytest's convention, RULES.md; also in --help and the README):
 0 = graded, every check passed; 1 = graded, some checks failed; 2 = usage error (bad
-arguments, missing or unreadable manifest, unknown check id, an --out that is a file);
+arguments, missing or unreadable manifest, unknown check id, an --out that is a file, a
+link, inside the submission or holding files faultdrill did not write: graders/safefs.py);
 3 = incomplete (a grader error, a failed preflight: missing dependency, no Docker
 engine, no sandbox; candidate processes left over); 130 = interrupted. A candidate whose
 services do not even start still gets a graded, failing report (exit 1).
@@ -54,7 +55,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--runs", type=int, default=1, help="repeat the run N times (seeds N, N+1, ...): pass rates")
     parser.add_argument("--only", default=None,
                         help="comma-separated check ids: a replay (reports in <out>-replay-<time>, no overall score)")
-    parser.add_argument("--out", type=Path, default=Path("grade-out"), help="report directory")
+    parser.add_argument("--out", type=Path, default=Path("grade-out"), help="report directory: new, empty or an earlier grade's (its reports are removed first); "
+                             "never a symbolic link or inside the submission")
     parser.epilog = EXIT_CODES_EPILOG
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
