@@ -67,7 +67,8 @@ class RefusalLog:
                authenticated: bool, trace_id: str | None = None) -> None:
         """Note one error ``reply`` (a whole envelope) sent without running any task."""
         error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
-        name = error.get("name") if error.get("name") in ERRORS else "other"
+        raw_name = error.get("name")
+        name = raw_name if isinstance(raw_name, str) and raw_name in ERRORS else "other"
         entry = {
             "at": self.now_iso(),
             "reason": name,
