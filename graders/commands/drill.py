@@ -106,10 +106,10 @@ def run(args) -> int:
     status = 0
     drill = Drill(session, incident, seed=seed, out=args.out, stream=sys.stdout,
                   warmup_s=max(0.0, args.warmup), submission_name=submission.name,
-                  sandbox={"enabled": not args.unsafe_no_sandbox})
+                  sandbox={"enabled": getattr(session.system.deployment, "sandboxed", None)})
     script = None
     try:
-        if args.unsafe_no_sandbox:
+        if drill.record.sandbox.get("enabled") is False:
             print("UNSANDBOXED: the services run without the grader's sandbox", flush=True)
         print("\n".join(drill.candidate_view()), flush=True)
         drill.show_key()

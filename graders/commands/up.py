@@ -117,7 +117,7 @@ def run(args) -> int:
             print(f"faultdrill up: could not start: {_start_error_status(exc)}", file=sys.stderr)
             return 3
         deployment = session.system.deployment
-        if args.unsafe_no_sandbox:
+        if getattr(deployment, "sandboxed", None) is False:
             print("UNSANDBOXED: the services run without the grader's sandbox", flush=True)
         for role in ROLES:
             host, port = session.system.public_address(role)

@@ -57,9 +57,9 @@ def make_driver(ports: dict[str, tuple[int, int]] | None, *, unsafe_no_sandbox: 
     params = inspect.signature(ProcessDriver.__init__).parameters
     kwargs: dict = {"ports": ports}
     if "sandbox" in params:
-        kwargs["sandbox"] = not unsafe_no_sandbox
-    elif "unsafe_no_sandbox" in params:
-        kwargs["unsafe_no_sandbox"] = unsafe_no_sandbox
+        # Exactly as `faultdrill grade` asks for it: False when unsafe, else the driver's
+        # default (graders.sandbox.enabled_by_default()).
+        kwargs["sandbox"] = False if unsafe_no_sandbox else None
     return ProcessDriver(**kwargs)
 
 
