@@ -7,7 +7,7 @@
 #
 # Usage: docker/build-node-image.sh [--force]
 # Env:   FD_NODE_BASE_IMAGE  image name (default faultdrill/node-base:bookworm)
-#        FD_DEBIAN_MIRROR    mirror (default http://deb.debian.org/debian)
+#        FD_DEBIAN_MIRROR    mirror (default: the host's apt source, else debootstrap's)
 set -euo pipefail
 # shellcheck source=lib/debian-image.sh
 . "$(dirname "$0")/lib/debian-image.sh"

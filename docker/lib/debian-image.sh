@@ -14,16 +14,37 @@
 #   CHECK     a shell command run in the root (chroot) that must succeed
 #   CMD_JSON  the image's default CMD, JSON array form
 #   ENV=VALUE extra ENV lines for the image
-# Env: FD_DEBIAN_MIRROR (default http://deb.debian.org/debian), FD_DEBIAN_SUITE (bookworm),
+# Env: FD_DEBIAN_MIRROR (default: the host's own apt source for the suite, else
+#      debootstrap's default mirror), FD_DEBIAN_SUITE (bookworm),
 #      DOCKER_HOST (default unix:///var/run/docker.sock)
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-debian-image}" "$*" >&2; }
 
+# The archive this machine's apt already uses for SUITE (a local mirror or proxy is
+# what works where the internet does not): deb822 .sources files first, then
+# sources.list lines. Prints nothing when none is configured.
+host_apt_mirror() {
+  local suite="$1" f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    awk -v suite="$suite" '
+      /^[[:space:]]*$/ { if (uri != "" && hit && deb) { print uri; exit } uri=""; hit=0; deb=0; next }
+      /^URIs:/    { uri=$2 }
+      /^Types:/   { for (i = 2; i <= NF; i++) if ($i == "deb") deb=1 }
+      /^Suites:/  { for (i = 2; i <= NF; i++) if ($i == suite) hit=1 }
+      END { if (uri != "" && hit && deb) print uri }' "$f" | head -n 1 | grep . && return 0
+  done
+  [ -r /etc/apt/sources.list ] && awk -v suite="$suite" \
+    '$1 == "deb" { u = ($2 ~ /^\[/) ? $3 : $2; s = ($2 ~ /^\[/) ? $4 : $3; if (s == suite) { print u; exit } }' \
+    /etc/apt/sources.list | grep . && return 0
+  return 0
+}
+
 build_debian_image() {
   local image="$1" force="$2" include="$3" install="$4" check="$5" cmd_json="$6"
   shift 6
-  local mirror="${FD_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
   local suite="${FD_DEBIAN_SUITE:-bookworm}"
+  local mirror="${FD_DEBIAN_MIRROR:-$(host_apt_mirror "${suite}")}"
   export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 
   if [ "$(id -u)" != 0 ]; then
@@ -53,8 +74,9 @@ build_debian_image() {
   }
   trap _debian_image_cleanup EXIT
 
-  log "debootstrap ${suite} into ${ROOT}"
-  timeout 900 debootstrap --variant=minbase ${include:+--include="${include}"} "${suite}" "${ROOT}" "${mirror}" \
+  log "debootstrap ${suite} into ${ROOT} from ${mirror:-the default mirror of debootstrap}"
+  # shellcheck disable=SC2086  # an empty mirror means debootstrap's own default
+  timeout 900 debootstrap --variant=minbase ${include:+--include="${include}"} "${suite}" "${ROOT}" ${mirror:+"${mirror}"} \
       >"${DEBOOTSTRAP_LOG}" 2>&1 \
     || { tail -n 30 "${DEBOOTSTRAP_LOG}" >&2; return 1; }
 
