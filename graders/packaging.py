@@ -1004,6 +1004,41 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+# After the grade's time bound: SIGTERM lets `faultdrill grade` stop the candidate's
+# services and clean up; this long later its whole process group is killed.
+_TERM_GRACE_S = 30.0
+
+
+def _run_bounded(cmd, out, timeout: float) -> int | None:
+    """Run `cmd` in its own session with stdout/stderr to `out`; its exit status, or None
+    when it outlived `timeout` (then it was stopped: SIGTERM, then SIGKILL to its group)."""
+    import signal
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=_TERM_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        return None
+    except BaseException:
+        # Interrupted (Ctrl-C while testing by hand): never leave the grade running.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        raise
+
+
 def autograde(root: Path, *, timeout: float | None = None) -> int:
     """Grade the upload in root/submission into root/results/results.json. Writes
     results.json whatever happened and returns 0; returns 1, with one clear message and
@@ -1040,12 +1075,7 @@ def autograde(root: Path, *, timeout: float | None = None) -> int:
         if not os.access(work.parent, os.W_OK):
             log = work / "grade.log"
         with open(log, "wb") as fh:
-            try:
-                proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      timeout=timeout, start_new_session=True)
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
-                code = None
+            code = _run_bounded(cmd, fh, timeout)
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         # An `--only` run (FAULTDRILL_GRADE_ARGS) writes to a new `<out>-replay-<time>`.
         replays = sorted(work.parent.glob(work.name + "-replay-*"), key=lambda p: p.stat().st_mtime)

@@ -440,15 +440,15 @@ def test_non_root_with_its_own_results_dir_finds_the_submission_and_grades(world
 def _fake_grade(monkeypatch, code: int, *, report: dict | None = None, log: str = ""):
     """Stand in for the `faultdrill grade` subprocess: write its log (and reports) and
     exit with `code`."""
-    def run(cmd, stdout, **_kw):
+    def run(cmd, stdout, _timeout):
         out = Path(cmd[cmd.index("--out") + 1])
         stdout.write(log.encode())
         if report is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "results.json").write_text(json.dumps(report))
             (out / "report.md").write_text("# faultdrill grade: x\n")
-        return subprocess.CompletedProcess(cmd, code)
-    monkeypatch.setattr(P.subprocess, "run", run)
+        return code
+    monkeypatch.setattr(P, "_run_bounded", run)
 
 
 def test_autograde_an_incomplete_grade_without_a_report(tmp_path, monkeypatch, capsys):
@@ -490,3 +490,25 @@ def test_autograde_a_completed_grade_with_failures(tmp_path, monkeypatch, capsys
     assert "Seed 5: `faultdrill check mine --seed 5` replays the visible checks" in r["output"]
     out = capsys.readouterr().out
     assert "faultdrill: score 40 / 100" in out and f"grading {repo / 'mine'}" in out
+
+
+def test_a_grade_past_its_bound_is_stopped_with_its_process_group(tmp_path, monkeypatch):
+    """FAULTDRILL_GRADE_TIMEOUT: the grade (and anything it started) is stopped, and the
+    result says the grade did not finish: INCOMPLETE, not the candidate's 0."""
+    monkeypatch.setattr(P, "_TERM_GRACE_S", 1.0)
+    pidfile = tmp_path / "child.pid"
+    # a "grade" that ignores SIGTERM and leaves a child in its process group
+    script = ("import os, signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              f"c = subprocess.Popen(['sleep', '60']); open({str(pidfile)!r}, 'w').write(str(c.pid)); time.sleep(60)")
+    t0 = __import__("time").monotonic()
+    code = P._run_bounded([sys.executable, "-c", script], open(tmp_path / "log", "wb"), 1.0)
+    assert code is None and __import__("time").monotonic() - t0 < 15
+    child = int(pidfile.read_text())
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        __import__("time").sleep(0.1)
+    else:
+        pytest.fail("the grade's child outlived the time bound")
