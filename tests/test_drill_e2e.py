@@ -157,3 +157,34 @@ def test_console_commands_and_report_escaping(tmp_path):
     started = time.monotonic()
     assert run_console(drill, slow, time_limit_s=0.6) == "time limit"
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_drill_with_a_report_and_nothing_left(tmp_path):
+    import signal
+    proc = subprocess.Popen([sys.executable, "-m", "graders.cli", "drill", "--incident", "health",
+                             "--seed", "2", "--out", str(tmp_path / "r"), "--port-base", "0",
+                             "--warmup", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=paths.REPO_ROOT)
+    try:
+        lines, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "incident injected" in line or not line:
+                break
+        proc.stdin.write("detected\n")
+        proc.stdin.flush()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, "".join(lines) + rest
+    rec = json.loads((tmp_path / "r" / "drill.json").read_text())
+    assert rec["end_reason"].startswith("interrupted") and rec["cleanup_ok"] is True
+    kinds = [e["kind"] for e in rec["events"]]
+    assert "detected" in kinds and "heal" in kinds
+    assert "report:" in rest

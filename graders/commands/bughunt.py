@@ -24,6 +24,8 @@ HELP = "a bug hunt: hand out the reference with planted defects, verify the cand
 
 
 def add_arguments(parser) -> None:
+    parser.epilog = ("exit status: verify 0 fixed, 1 not fixed or regressed, 3 incomplete (grader "
+                     "error, no sandbox); every action 2 on a usage error; 130 interrupted")
     sub = parser.add_subparsers(dest="hunt_command", metavar="ACTION")
     p = sub.add_parser("start", help="write the candidate's copy (defects chosen by seed)")
     p.add_argument("out", type=Path)

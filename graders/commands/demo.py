@@ -3,7 +3,8 @@
 Starts the reference system through its own manifest (one process per service, on
 loopback, behind the grader's fault proxies), sends tasks while injecting a few faults,
 and says in plain words what it injected and how the system reacted. Then, if the graders
-are installed, grades the reference and the starter side by side. Every step has a time
+are installed, grades the reference and the starter side by side, and ends with a
+one-minute incident drill (graders/drills/demo_drill.py; --no-drill skips it). Every step has a time
 bound and everything is stopped at the end, also on Ctrl-C or an error.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ HELP = "start the reference, run tasks under injected faults, grade reference an
 
 def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=None, help="seed for every random choice")
+    parser.add_argument("--no-drill", action="store_true",
+                        help="skip the one-minute incident drill at the end")
     parser.add_argument("--no-grade", action="store_true",
                         help="skip grading the reference and the starter at the end")
     parser.add_argument("--out", default=None,
@@ -236,6 +239,12 @@ def run(args) -> int:
                    f"left behind: {report and report.survivors}")
     if not args.no_grade:
         grade_side_by_side(seed, say, args.out)
+    if not args.no_drill:
+        from graders.drills.demo_drill import run_demo_drill
+        try:
+            run_demo_drill(seed, say, args.out)
+        except (ClientError, OSError, RuntimeError) as exc:
+            say.bad(f"the drill could not run: {exc}")
     print()
     if say.problems:
         print(f"demo finished with {len(say.problems)} problem(s):")

@@ -33,6 +33,9 @@ HELP = "a live incident drill: inject an incident, the interviewer's console rec
 
 
 def add_arguments(parser) -> None:
+    parser.epilog = ("exit status: 0 drill completed, report written; 2 usage error; 3 incomplete "
+                     "(could not start, no sandbox, something left running); 130 interrupted "
+                     "(the report is still written)")
     parser.add_argument("path", nargs="?", default=str(paths.REFERENCE),
                         help="submission folder with a faultdrill.toml (default: the reference)")
     parser.add_argument("--incident", default=None, help="incident id (default: chosen by the seed)")

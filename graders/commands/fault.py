@@ -29,6 +29,8 @@ AGENT_ROLES = ("collector", "analyzer", "reporter")
 
 
 def add_arguments(parser) -> None:
+    parser.epilog = ("exit status: 0 done; 2 the request was wrong (the API's message is printed); "
+                     "3 the control API could not be reached or failed")
     parser.add_argument("--api-port", type=int, default=None,
                         help="control API port (default: the running `faultdrill up`'s)")
     parser.add_argument("--token", default=os.environ.get("FD_CONTROL_TOKEN"),

@@ -20,8 +20,9 @@ traffic generator. Service logs are relayed as `[orchestrator] ...` lines. Ctrl-
 SIGTERM, or `--for SECONDS` running out) stops every service with SIGTERM, then SIGKILL
 after the grace period, and checks nothing is left. Memory lives in a temporary folder.
 
-Exit status: 0 stopped on request; 1 a service exited on its own; 2 bad arguments or
-manifest; 3 the system could not be started (e.g. no sandbox without
+A service that exits (on its own or killed through the control API) is reported and `up`
+keeps running, so it can be restarted or healed. Exit status: 0 stopped on request; 2 bad
+arguments or manifest; 3 the system could not be started (e.g. no sandbox without
 --unsafe-no-sandbox) or something was left running.
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ CONTROL_OFFSET = 1474        # BASE 7000 -> 8474, Toxiproxy's default API port
 
 
 def add_arguments(parser):
+    parser.epilog = ("exit status: 0 stopped on request (Ctrl-C, SIGTERM, --for); 2 bad arguments or "
+                     "manifest; 3 could not start (e.g. no sandbox) or something was left running")
     has_reference = (paths.REFERENCE / "faultdrill.toml").exists()
     parser.add_argument("path", nargs=None if not has_reference else "?",
                         default=str(paths.REFERENCE) if has_reference else None,
