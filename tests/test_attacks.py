@@ -320,24 +320,29 @@ def test_reading_the_grader_through_proc_and_the_system_gets_nothing(ws, honest)
 
 @needs_sandbox
 def test_the_installed_kit_cannot_be_written(ws, honest):
-    before = kit_snapshot()
+    """A new check module and an opened-for-append scoring.py in every kit the attack
+    finds: nothing of the kit changes (whatever the attack writes names its nonce)."""
     attack = ws.assemble("writes-into-the-kit")
     run = ws.grade(attack)
-    planted = sorted(str(p) for p in KIT.rglob(f"zz_attack_{attack.nonce}*"))
+    planted = sorted(str(p) for p in KIT.rglob(f"*{attack.nonce}*"))
     for p in planted:
         os.unlink(p)
     assert not planted, f"the attack planted files in the kit: {planted}"
-    assert kit_snapshot() == before, "the kit's files changed during the grade"
+    touched = kit_files_mentioning(attack.nonce.encode())
+    assert not touched, f"kit files changed by the attack: {touched}"
     assert_blocked(ws, attack, run, honest)
 
 
-def kit_snapshot() -> dict[str, str]:
-    out = {}
-    for top in ("graders", "rubric"):
+def kit_files_mentioning(needle: bytes) -> list[str]:
+    """Kit files holding `needle` (compared by content, not by a snapshot: on a developer's
+    checkout other work may change kit files while the suite runs)."""
+    found = []
+    for top in ("graders", "rubric", "reference_impl"):
         for p in sorted((KIT / top).rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts:
-                out[str(p.relative_to(KIT))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+            if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts \
+                    and needle in p.read_bytes():
+                found.append(str(p))
+    return found
 
 
 def test_json_bombs_during_a_failing_check_stay_the_candidates_failure(ws, honest):
