@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from graders.checks.registry import all_checks
 from graders.harness import RunResult, Verdict
@@ -214,3 +215,44 @@ def test_incomplete_and_unsandboxed_say_so_first_and_never_read_as_full_marks(tm
     assert body.index('class="banner incomplete"') < body.index('class="headline"')
     assert body.index('class="banner unsandboxed"') < body.index('class="headline"')
     assert "(INCOMPLETE)" in body[:body.index('id="failures"')]
+
+
+def _anchors(html: str) -> tuple[list[str], set[str]]:
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.hrefs, self.ids = [], set()
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if a.get("id"):
+                assert a["id"] not in self.ids, f"duplicate id {a['id']}"
+                self.ids.add(a["id"])
+            if tag == "a" and (a.get("href") or "").startswith("#"):
+                self.hrefs.append(a["href"][1:])
+    p = P()
+    p.feed(html)
+    return p.hrefs, p.ids
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(["pass", "fail", "error"]), min_size=1, max_size=60))
+def test_every_failure_is_linked_from_the_summary_to_its_section(statuses):
+    from graders.report.html import anchor_id, report_html
+    from graders.report.model import build_model
+    specs = all_checks()
+    verdicts = [Verdict(s.id, s.title, statuses[i % len(statuses)], "why " + s.id, 0.1, 3, 0)
+                for i, s in enumerate(specs)]
+    result = RunResult(seed=3, runs=1, driver="process", submission="s", verdicts=verdicts, duration=1.0)
+    rubric = load_rubric()
+    sheet = score(credits_from_verdicts(verdicts), rubric, {s.id: s.weight for s in specs})
+    html = report_html(build_model(result, sheet, rubric, specs))
+    hrefs, ids = _anchors(html)
+    assert set(hrefs) <= ids, "every link lands on a section"
+    summary = html[html.index('<section id="failures">'):html.index("</section>")]
+    for v in verdicts:
+        linked = f'href="#{anchor_id(v.check_id)}"' in summary
+        assert linked == (v.status != "pass"), v
+    assert ("<details id=\"passed\">" in html) == any(v.status == "pass" for v in verdicts)
