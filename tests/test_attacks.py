@@ -215,7 +215,12 @@ def survivors(nonce: str, grader_pid: int) -> list[int]:
 
 
 def temp_dirs(grader_pid: int) -> list[str]:
-    return sorted(str(p) for p in Path(tempfile.gettempdir()).glob(f"faultdrill-{grader_pid}-*"))
+    """The grade's temporary directories visible on the host (the sandboxed grader keeps
+    them on a tmpfs of its own mount namespace, which must vanish with it)."""
+    found = []
+    for base in {tempfile.gettempdir(), "/tmp", "/dev/shm"}:
+        found += [str(p) for p in Path(base).glob(f"faultdrill-{grader_pid}-*")]
+    return sorted(found)
 
 
 def kill(pids) -> None:
