@@ -62,6 +62,8 @@ def test_scripted_drill_records_symptoms_marks_and_metrics(drill_run):
     assert "seed 8" in done.stdout and "CANDIDATE VIEW" in done.stdout
     view = done.stdout[done.stdout.index("CANDIDATE VIEW"):done.stdout.index("ANSWER KEY")]
     assert "service-discovery" not in view and "cannot be reached" not in view
+    sheet = (report / "CANDIDATE.txt").read_text()
+    assert "dashboard" in sheet and "service-discovery" not in sheet and "ANSWER" not in sheet
     rec = json.loads((report / "drill.json").read_text())
     kinds = [e["kind"] for e in rec["events"]]
     assert kinds[:3] == ["start", "inject", "fault"]

@@ -27,6 +27,7 @@ SERIES = {
     "connections_open": ("orchestrator open connections", ""),
     "memory_records_max": ("largest agent memory (records)", ""),
     "client_latency_s": ("client mean latency (s)", "s"),
+    "client_errors": ("client requests that failed (last 2 s)", ""),
     "alert_firing": ("TaskErrorRateHigh firing", "0/1"),
 }
 

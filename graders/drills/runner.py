@@ -92,6 +92,7 @@ class Drill:
                                               for r in ROLES),
                  "  health:     /livez and /readyz on the same ports",
                  f"  logs:       {self.out / 'candidate-logs'}/<service>.log (JSON lines, live)",
+                 f"  this sheet: {self.out / 'CANDIDATE.txt'}",
                  f"  protocol:   orchestrator tcp {':'.join(map(str, self.session.system.public_address('orchestrator')))}"]
         return lines
 
@@ -131,6 +132,9 @@ class Drill:
             self._stop.wait(0.3)
 
     def start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        # The candidate's sheet: the same lines as on the console, nothing else.
+        (self.out / "CANDIDATE.txt").write_text("\n".join(self.candidate_view()) + "\n", encoding="utf-8")
         self.record.add("start", f"system up, traffic {getattr(self.session.traffic, 'rate', 0)} tasks/s")
         self.sampler.start()
         self._spawn(self._relay_logs, "drill-logs")
