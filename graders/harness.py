@@ -25,7 +25,7 @@ from graders.ids import GradeIds
 
 ROLES = ("orchestrator", "collector", "analyzer", "reporter")
 #: Bound of each liveness read (GET /livez, one protocol reply) after a failed check.
-PROBE_S = 2.0
+PROBE_S = 3.0
 
 # Settings for the shared deployment: short timeouts so a full grade stays fast, and small
 # limits so overload is reachable with a few dozen connections.
@@ -198,17 +198,24 @@ class GradeEnv:
 
     # -- the shared topology -------------------------------------------------------------
     def shared(self):
-        """The shared topology, started on first use. If the submission cannot start, the
-        same StartError is raised for every later check at once instead of waiting for
-        another start timeout per check."""
+        """The shared topology, started on first use. A start that fails gets one more
+        try (a transient must not cost the whole grade); if that fails too, the same
+        StartError is raised for every later check at once and the submission is known
+        dead, instead of waiting for another start timeout per check."""
         if self._topo is None:
             if self._start_failure is not None:
                 raise self._start_failure
             from graders.drivers.base import StartError
             from graders.topology import Topology
             try:
-                self._topo = Topology.up(self.submission, self.driver, seed=self.seed,
-                                         token=self.token, env_overrides=self.env_overrides)
+                try:
+                    self._topo = Topology.up(self.submission, self.driver, seed=self.seed,
+                                             token=self.token, env_overrides=self.env_overrides)
+                except StartError as first:
+                    self.progress.say("setup", f"the submission did not start ({first.role}: "
+                                               f"{first.message}); trying once more")
+                    self._topo = Topology.up(self.submission, self.driver, seed=self.seed,
+                                             token=self.token, env_overrides=self.env_overrides)
             except StartError as exc:
                 self._start_failure = exc
                 self.dead = f"the submission did not start: {exc.role}: {exc.message}"
