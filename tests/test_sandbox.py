@@ -279,3 +279,11 @@ def test_service_outlives_the_thread_that_started_it(tmp_path):
         assert d.running("collector")
     finally:
         assert d.close().proven_gone
+
+
+@pytest.mark.parametrize("image_user, expected", [
+    ("", "65534:65534"), (None, "65534:65534"), ("root", "65534:65534"), ("0", "65534:65534"),
+    ("0:0", "65534:65534"), ("root:staff", "65534:65534"), ("app", None), ("10001:10001", None)])
+def test_docker_never_runs_an_image_as_root(image_user, expected):
+    from graders.drivers.docker import forced_user
+    assert forced_user(image_user) == expected

@@ -80,6 +80,11 @@ CONTAINER_MEMORY_DIR = "/var/lib/faultdrill/memory"
 #: Where files the grader places for a service (TLS certificates) appear in its container:
 #: one volume per deployment, `<role>/<name>` inside it (see `place_file`).
 CONTAINER_FILES_DIR = "/run/faultdrill/files"
+#: The user a container runs as when its image would run it as root: never root
+#: (docs/THREAT_MODEL.md); its memory volume is handed to it before the first start.
+FALLBACK_USER = "65534:65534"
+#: CPUs each service container may use (the process driver bounds CPU time instead).
+SERVICE_NANO_CPUS = 1_000_000_000
 #: Ports each service listens on inside its container (SPEC §2 defaults).
 CONTAINER_PORTS = {"orchestrator": 7000, "collector": 7001, "analyzer": 7002, "reporter": 7003}
 AGENT_ADDR_VARS = {"collector": "FD_COLLECTOR_ADDR", "analyzer": "FD_ANALYZER_ADDR",
@@ -221,6 +226,13 @@ def remove_labelled(client, *, run_id: str | None = None, images: bool = True) -
 
 
 # --------------------------------------------------------------------------- pure helpers
+
+def forced_user(image_user: str | None) -> str | None:
+    """None when the image names a non-root user (it runs as that user); FALLBACK_USER
+    when it would run as root (no USER, or USER root / 0)."""
+    name = (image_user or "").strip().split(":", 1)[0]
+    return FALLBACK_USER if name in ("", "0", "root") else None
+
 
 def container_command(submission: Submission, role: str) -> list[str]:
     """The argv a role runs inside the image: `[docker.command].<role>` if the manifest
@@ -540,7 +552,9 @@ class DockerDeployment(Deployment):
         self.image = image
         # Containers are created from the image id, not the tag: a concurrent grader of the
         # same code shares the tag and may untag it when it finishes.
-        self.image_id = driver.client.images.get(image).id
+        image_obj = driver.client.images.get(image)
+        self.image_id = image_obj.id
+        self.user = forced_user((image_obj.attrs.get("Config") or {}).get("User"))
         self.run_id = run_id
         self.prefix = f"faultdrill-{run_id}"
         self.network_name = f"{self.prefix}-net"
@@ -582,6 +596,8 @@ class DockerDeployment(Deployment):
             self._created_volumes.append(self._volumes[role])
         self.client.volumes.create(self._files_volume, labels=dict(self.labels))
         self._created_volumes.append(self._files_volume)
+        if self.user is not None:
+            self._hand_volumes_to(self.user)
         ports = allocate_ports(2 * len(ROLES))
         self._claimed_ports = ports
         for i, role in enumerate(ROLES):
@@ -591,6 +607,25 @@ class DockerDeployment(Deployment):
         # seeded or damaged before a service's first start.
         for role in ROLES:
             self._create_container(role, self._env_for(role, None))
+
+    def _hand_volumes_to(self, user: str) -> None:
+        """An image without a non-root USER runs as `user`; Docker initialises its memory
+        volumes root-owned, so one short-lived container per volume (the image's own
+        `chown`, as root with CAP_CHOWN only, no network, nothing else mounted) hands
+        each to that user first."""
+        for role in ROLES:
+            try:
+                self.client.containers.run(
+                    self.image_id, entrypoint=["chown", user, CONTAINER_MEMORY_DIR], command=[],
+                    user="0:0", network_mode="none", read_only=True, cap_drop=["ALL"],
+                    cap_add=["CHOWN"], security_opt=["no-new-privileges:true"],
+                    volumes={self._volumes[role]: {"bind": CONTAINER_MEMORY_DIR, "mode": "rw"}},
+                    labels=dict(self.labels), remove=True, stdout=True, stderr=True)
+            except Exception as exc:  # noqa: BLE001 - any engine failure: one sentence
+                raise StartError(role, "the image runs as root, so the grader runs it as "
+                                 f"{user}, but could not hand it the memory volume ({exc}); "
+                                 "give the Dockerfile a non-root USER that owns "
+                                 f"{CONTAINER_MEMORY_DIR}") from None
 
     @staticmethod
     def _check_env_keys(env: dict, where: str) -> None:
@@ -641,6 +676,7 @@ class DockerDeployment(Deployment):
             read_only=self.driver.read_only, tmpfs={"/tmp": "size=16m,mode=1777"},
             cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
             pids_limit=512, mem_limit="1g", stop_signal="SIGTERM", init=True,
+            nano_cpus=SERVICE_NANO_CPUS, **({"user": self.user} if self.user else {}),
             # The image's HEALTHCHECK would probe /readyz every few seconds, and the
             # orchestrator's readiness says `hello` to every agent: traffic through the
             # fault proxies that no check asked for. The driver polls /livez itself.
@@ -973,5 +1009,8 @@ class DockerDeployment(Deployment):
                 report.errors.extend(leftovers["errors"])
             except Exception as exc:
                 report.errors.append(f"sweep of run {self.run_id}: {exc}")
+            # Every container of the run force-removed without an error: its processes
+            # are gone with it (the engine kills a container's whole PID namespace).
+            report.proven_gone = not report.errors and not report.survivors
             _LIVE.discard(self)
             return report
