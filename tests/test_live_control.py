@@ -190,3 +190,24 @@ def test_up_and_fault_cli_end_to_end():
         if up.poll() is None:
             up.kill()
             up.wait(timeout=10)
+
+
+def test_bad_requests_get_clear_errors(live):
+    api = live.api
+    ok = {"host": "127.0.0.1:1", "authorization": f"Bearer {live.api_token}"}
+    assert api.handle("GET", "/version", ok, b"")[0] == 200
+    for method, path, body, status, words in [
+            ("POST", "/proxies/analyzer/toxics", b"{not json", 400, "not JSON"),
+            ("POST", "/proxies/analyzer/toxics", b"x" * (70 * 1024), 413, "over"),
+            ("GET", "/nowhere", b"", 404, "no route"),
+            ("PUT", "/proxies", b"{}", 405, "not supported"),
+            ("POST", "/faultdrill/services/analyzer/explode", b"", 404, "services/"),
+            ("POST", "/faultdrill/traffic", b'{"rate": -3}', 400, "rate"),
+            ("POST", "/proxies/analyzer", b'{"enabled": "no"}', 400, "enabled"),
+            ("POST", "/faultdrill/faults", b'{"action": "leak", "connections": 100000}', 400, "connections")]:
+        got, answer = api.handle(method, path, ok, body)
+        assert got == status and words in answer["error"], (path, got, answer)
+    rate = api.handle("POST", "/faultdrill/traffic", ok, b'{"rate": 6}')
+    assert rate[0] == 200 and rate[1]["rate"] == 6
+    listed = api.handle("GET", "/faultdrill/actions", ok, b"")[1]
+    assert "drift" in listed["actions"] and "latency" in listed["toxic_types"]

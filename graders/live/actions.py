@@ -269,6 +269,16 @@ class Actions:
         self._note("remove_toxic", hop=hop, name=name)
         return True
 
+    def reset_proxies(self) -> None:
+        """Toxiproxy's reset: every proxy enabled, every toxic removed (nothing else)."""
+        for proxy in self.system.proxies.values():
+            proxy.clear()
+            if proxy.down:
+                proxy.set_down(False)
+        with self._lock:
+            self.toxic_names.clear()
+        self._note("reset")
+
     def set_enabled(self, hop: str, enabled: bool) -> None:
         self.system.proxies[hop].set_down(not enabled)
         self._note("proxy", hop=hop, enabled=enabled)

@@ -120,12 +120,7 @@ class ControlAPI:
         if parts == ["version"] and method == "GET":
             return 200, {"version": API_VERSION, "toxic_types": sorted(TOXIC_TYPES)}
         if parts == ["reset"] and method == "POST":
-            for proxy in self.system.proxies.values():
-                proxy.clear()
-                if proxy.down:
-                    proxy.set_down(False)
-            self.actions.toxic_names.clear()
-            self.actions._note("reset")
+            self.actions.reset_proxies()
             return 204, None
         if parts and parts[0] == "proxies":
             return self._proxies(method, parts[1:], data)
