@@ -17,8 +17,9 @@ The pieces:
   be an empty directory or one holding only a previous grade's output (whose stale files
   are removed at once, so a grade that later fails cannot leave an old score lying
   there); a symbolic link, a non-directory, a directory inside the submission (whose
-  shipped files could be links, and which the next candidate would see) or a directory
-  holding anything else is refused with a sentence saying what to do. The returned
+  shipped files could be links, and which the next candidate would see), a directory
+  every user may write, or one holding anything else is refused with a sentence saying
+  what to do. The returned
   ``OutDir`` holds the directory open and writes each file as a new ``O_EXCL |
   O_NOFOLLOW`` temporary that is renamed over the final name (a rename replaces a link
   instead of following it, and readers never see half a report).
@@ -276,6 +277,9 @@ def prepare_out_dir(path: Path, *, submission_root: Path | None = None) -> OutDi
         pass
     fd = os.open(os.fspath(path), _DIR_FLAGS)   # O_NOFOLLOW: a link swapped in now is refused
     try:
+        if os.fstat(fd).st_mode & stat.S_IWOTH:
+            raise UnsafePath(f"--out {shown} is writable by every user (anyone could replace the "
+                             "reports in it); give a directory only you can write")
         known = KNOWN_OUTPUTS | _listed_in_marker(fd)
         entries = os.listdir(fd)
         foreign = sorted(n for n in entries if n not in known and not _is_our_temp(n))

@@ -96,6 +96,14 @@ def test_previous_output_is_removed_first_and_links_only_unlinked(tmp_path, vict
     _untouched(victim)
 
 
+def test_world_writable_out_dir_is_refused(tmp_path):
+    out = tmp_path / "grade-out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    with pytest.raises(UnsafePath, match="writable by every user"):
+        prepare_out_dir(out)
+
+
 def test_directory_in_previous_output_is_refused(tmp_path):
     out = tmp_path / "grade-out"
     (out / "report.md").mkdir(parents=True)
