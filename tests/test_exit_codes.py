@@ -202,3 +202,20 @@ def test_exit_codes_are_in_help(command, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "exit status" in text and "3 incomplete" in text or "3 no usable reply" in text
     assert "2 usage error" in text
+
+
+def test_an_incomplete_cleanup_is_3_and_junit_says_so(fake_grade, tmp_path, monkeypatch, capsys):
+    """Incomplete for a reason no check carries (the grader could not clean up)."""
+    import graders.commands.grade as grade_cmd
+    fake = grade_cmd.run_checks
+
+    def with_leftover(specs, **kw):
+        result = fake(specs, **kw)
+        result.leftovers = ["cleanup of Topology failed: boom"]
+        return result
+    monkeypatch.setattr(grade_cmd, "run_checks", with_leftover)
+    fake_grade["statuses"] = {"*": "pass"}
+    assert _grade(tmp_path) == 3
+    assert "INCOMPLETE" in capsys.readouterr().out.splitlines()[0]
+    junit = (tmp_path / "out" / "junit.xml").read_text()
+    assert 'type="GradeIncomplete"' in junit and "cleanup of Topology failed" in junit
