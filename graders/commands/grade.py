@@ -131,6 +131,7 @@ def run(args) -> int:
         if specs is None:
             return EXIT_INCOMPLETE
         only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+        args.only = ",".join(only) if only else None     # `--only ","` is no selection
         selected = select_checks(specs, only=only)
         if args.runs < 1:
             raise ValueError("--runs must be at least 1")
