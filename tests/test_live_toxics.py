@@ -101,3 +101,22 @@ def test_fault_cli_maps_to_the_api():
     assert body == {"action": "drift", "role": "reporter", "mode": "wrong_type"}
     with pytest.raises(ValueError):
         fault_cmd.request_for(_args(["add", "analyzer", "latency", "-a", "latency"]))
+
+
+def test_state_files_of_dead_processes_are_ignored(tmp_path, monkeypatch):
+    from graders.live import state
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    state.write_state(41001, {"token": "t1"})
+    assert state.read_state()["token"] == "t1"
+    stale = state.state_dir() / "control-41002.json"
+    stale.write_text('{"port": 41002, "pid": 999999999, "token": "old"}')
+    assert state.read_state()["port"] == 41001 and not stale.exists()
+    assert oct(state.state_dir().stat().st_mode & 0o777) == "0o700"
+    assert oct((state.state_dir() / "control-41001.json").stat().st_mode & 0o777) == "0o600"
+    state.write_state(41003, {"token": "t3"})
+    with pytest.raises(state.LiveClientError):
+        state.read_state()
+    assert state.read_state(41003)["token"] == "t3"
+    state.remove_state(41001)
+    state.remove_state(41003)
+    assert state.read_state() is None

@@ -30,8 +30,20 @@ def write_state(port: int, info: dict) -> Path:
     path = state_dir() / f"control-{port}.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"port": port, **info}, fh)
+        json.dump({"port": port, "pid": os.getpid(), **info}, fh)
     return path
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_state(port: int | None = None) -> dict | None:
@@ -41,9 +53,17 @@ def read_state(port: int | None = None) -> dict | None:
     found = []
     for f in files:
         try:
-            found.append(json.loads(f.read_text(encoding="utf-8")))
+            state = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
+        if not _alive(state.get("pid")):
+            # Left by an `up` that was killed before it could clean up.
+            try:
+                f.unlink()
+            except OSError:
+                pass
+            continue
+        found.append(state)
     if len(found) > 1:
         raise LiveClientError("several faultdrill control APIs are running: pass --api-port "
                               + " or ".join(str(s.get("port")) for s in found))
