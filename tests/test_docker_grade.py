@@ -209,7 +209,10 @@ def test_docker_grade_of_the_reference_is_full_marks_and_leaves_nothing():
 
     driver = RecordingDriver(base_image=base)
     out = io.StringIO()
-    specs = all_checks()
+    # memory.power_loss records system calls with strace next to the service, which the
+    # Docker driver cannot do: under --driver docker it is a grader error (INCOMPLETE).
+    from graders.checks.durability import PROCESS_DRIVER_ONLY
+    specs = [c for c in all_checks() if c.id not in PROCESS_DRIVER_ONLY]
     print(f"[docker-grade] seed {SEED} (replay: faultdrill grade reference_impl "
           f"--driver docker --seed {SEED})")
     t0 = time.monotonic()
@@ -223,7 +226,7 @@ def test_docker_grade_of_the_reference_is_full_marks_and_leaves_nothing():
         cleanup = driver.close()
     bad = [(v.check_id, v.status, v.message) for v in result.verdicts if v.status != "pass"]
     assert not bad, "\n".join(map(str, bad)) + "\n" + out.getvalue()[-6000:]
-    assert len(result.verdicts) == len(specs) == len(all_checks())
+    assert len(result.verdicts) == len(specs) == len(all_checks()) - len(PROCESS_DRIVER_ONLY)
     assert result.cleanup == [], result.cleanup
     assert elapsed < GRADE_BUDGET_S, f"docker grade took {elapsed:.1f} s"
     print(f"[docker-grade] {len(result.verdicts)} passed in {elapsed:.1f} s; "

@@ -23,53 +23,162 @@ def _settings(ctx) -> dict:
                                    "FD_RETRY_CAP_MS", "FD_RETRY_MAX_ATTEMPTS")}
 
 
-def _check_gaps(times: list[float], s: dict) -> list[str]:
+#: The orchestrator is restarted with these settings for the backoff check: many attempts
+#: with a low cap give many gaps quickly (d = 100, then 200 ms six times per task).
+BACKOFF_ENV = {"FD_RETRY_MAX_ATTEMPTS": "8", "FD_RETRY_BASE_MS": "100", "FD_RETRY_CAP_MS": "200",
+               "FD_TASK_DEADLINE_MS": "8000", "FD_ATTEMPT_TIMEOUT_MS": "1000"}
+BACKOFF_TASKS = 4
+LOWER_SLACK_MS = 10          # SPEC §10.3: every gap >= d/2 - 10 ms
+UPPER_SLACK_BASE_MS = 100    # every gap <= d + this + 4 x the grader's worst scheduling delay
+UPPER_SLACK_MAX_MS = 500     # ...at most this (an uncapped d reaches 1600 ms by attempt 6)
+
+
+def backoff_d(s: dict, n: int) -> float:
+    """SPEC §10.3: d before attempt n+1 (n >= 1 attempts made)."""
+    return min(s["FD_RETRY_CAP_MS"], s["FD_RETRY_BASE_MS"] * 2 ** (n - 1))
+
+
+def gap_problems(gaps_ms: list[float], s: dict, upper_slack_ms: float) -> list[str]:
+    """What is wrong with the waits before attempts 2..n of one step (`gaps_ms[k]` is the
+    wait before attempt k+2), under equal jitter: d/2 - 10 ms <= gap <= d + slack."""
     probs = []
-    for n in range(1, len(times)):
-        d = min(s["FD_RETRY_CAP_MS"], s["FD_RETRY_BASE_MS"] * 2 ** (n - 1))
-        gap_ms = (times[n] - times[n - 1]) * 1000
-        if gap_ms < d / 2 - 10:
-            probs.append(f"gap before attempt {n + 1} was {gap_ms:.0f} ms; at least {d / 2:.0f} ms (d/2) required")
+    for k, gap in enumerate(gaps_ms):
+        n = k + 1
+        d = backoff_d(s, n)
+        if gap < d / 2 - LOWER_SLACK_MS:
+            probs.append(f"the wait before attempt {n + 1} was {gap:.0f} ms; at least d/2 = {d / 2:.0f} ms "
+                         f"(minus {LOWER_SLACK_MS} ms) is required")
+        elif gap > d + upper_slack_ms:
+            probs.append(f"the wait before attempt {n + 1} was {gap:.0f} ms; at most d = {d:.0f} ms "
+                         f"(+{upper_slack_ms:.0f} ms slack) is allowed: d = min(FD_RETRY_CAP_MS, "
+                         "FD_RETRY_BASE_MS x 2^(n-1))")
     return probs
 
 
-@check(id="orchestration.retry_backoff", title="retries are bounded and spaced by equal-jitter backoff",
-       items=["orchestration.retries"], weight=2, stage=5, challenge="dropped-sockets")
+def full_jitter_miss_probability(s: dict, gaps: int, per_task: int, overhead_ms: float = 30.0) -> float:
+    """Probability that full jitter ([0, d]) keeps every one of `gaps` gaps above the lower
+    bound, when the orchestrator adds at most `overhead_ms` to each wait: a gap passes with
+    probability 1/2 + (10 + overhead)/d."""
+    p = 1.0
+    for k in range(gaps):
+        d = backoff_d(s, k % per_task + 1)
+        p *= min(1.0, 0.5 + (LOWER_SLACK_MS + overhead_ms) / d)
+    return p
+
+
+class _SchedulingProbe:
+    """How late the grader's own threads wake up while the check runs (the measured part
+    of the upper bound's slack): a thread sleeps 5 ms in a loop and keeps the worst
+    overshoot."""
+
+    def __init__(self):
+        import threading
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="fd-sched-probe")
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            time.sleep(0.005)
+            self.worst = max(self.worst, time.monotonic() - t0 - 0.005)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join(1.0)
+        return self.worst * 1000
+
+
+@check(id="orchestration.retry_backoff", title="retries are bounded, spaced by equal-jitter backoff, capped",
+       items=["orchestration.retries"], weight=2, stage=5, challenge="dropped-sockets", timeout=40.0)
 def retry_backoff(ctx):
-    """The analyzer answers every analyze with internal_error (14, retryable): exactly
-    FD_RETRY_MAX_ATTEMPTS attempts arrive, each with a new msg_id and the same task_id,
-    every gap (timed where the agent receives it) >= d/2 - 10 ms; the client gets
-    upstream_failed naming analyze/analyzer, attempts = max, cause internal_error."""
-    s = _settings(ctx)
-    task_input = oracle.generate_input(ctx.rng, 10)
-    tid = ctx.task_id()
-    with fake_upstream(ctx, "analyzer", "internal_error") as fake:
-        req, reply = submit(ctx, tid, task_input)
-        time.sleep(0.2)
-        attempts = [r for r in fake.work_requests() if r.get("task_id") == tid]
-        times = list(fake.work_times)
-    ctx.note("reaction", f"{len(attempts)} analyze attempts at +" +
-             ", +".join(f"{(t - times[0]) * 1000:.0f} ms" for t in times))
-    err = expect_error(reply, "upstream_failed", sent=req, token=ctx.token,
-                       what="every analyze attempt failed with a retryable error",
-                       hint="After the last attempt, answer upstream_failed with the last cause.")
-    d = err["details"]
-    if d.get("step") != "analyze" or d.get("agent") != "analyzer" or dig(d, "cause", "code") != 14:
-        raise CheckFailed("upstream_failed must name step analyze, agent analyzer and the last cause (internal_error)",
-                          expected={"step": "analyze", "agent": "analyzer", "cause": {"code": 14}},
-                          received=d)
-    if len(attempts) != s["FD_RETRY_MAX_ATTEMPTS"] or d.get("attempts") != len(attempts):
-        raise CheckFailed("the step must be attempted exactly FD_RETRY_MAX_ATTEMPTS times and report it",
-                          expected=s["FD_RETRY_MAX_ATTEMPTS"],
-                          received={"seen_at_agent": len(attempts), "details.attempts": d.get("attempts")})
-    ids = [a.get("msg_id") for a in attempts]
-    if len(set(ids)) != len(ids):
-        raise CheckFailed("each attempt must use a new msg_id", received=ids)
-    probs = _check_gaps(times, s)
-    if probs:
-        raise CheckFailed("; ".join(probs), expected="equal jitter: sleep uniform in [d/2, d], d = min(cap, base*2^(n-1))",
-                          received=[round((b - a) * 1000) for a, b in zip(times, times[1:])],
-                          hint="Full jitter [0, d] is not allowed; neither is retrying without a wait.")
+    """The orchestrator is restarted with FD_RETRY_MAX_ATTEMPTS=8, BASE 100, CAP 200 and
+    its analyzer address pointing straight at a fake analyzer that answers every analyze
+    internal_error (14, retryable). Four tasks: each must make exactly 8 attempts (new
+    msg_id each, same task_id) and end upstream_failed naming analyze/analyzer, attempts 8,
+    cause 14. Each of the 28 waits (timed from just before the fake hands its reply to the
+    kernel to the kernel's receive timestamp of the next attempt: none of the grader's own
+    delays) must be >= d/2 - 10 ms and <= d + slack, d = min(cap, base x 2^(n-1)); slack =
+    100 ms + 4 x the grader's worst measured scheduling delay, at most 500 ms. Full jitter
+    ([0, d]) passes all 28 lower bounds with probability <= 1.3e-4 even if the
+    orchestrator adds 30 ms to every wait; a missing cap shows as waits of 400-1600 ms."""
+    from graders.faults.fake_agent import FakeAgent
+
+    dep = ctx.deployment
+    s = {k: int(v) for k, v in BACKOFF_ENV.items()}
+    per_task = s["FD_RETRY_MAX_ATTEMPTS"] - 1
+    direct = dep.proxy_host == "127.0.0.1"
+    fake = FakeAgent("analyzer", "internal_error")
+    probe = _SchedulingProbe()
+    gaps_all: list[float] = []
+    problems: list[str] = []
+    try:
+        dep.stop("orchestrator")
+        env = dict(BACKOFF_ENV)
+        if direct:
+            env["FD_ANALYZER_ADDR"] = f"{fake.address[0]}:{fake.address[1]}"
+        else:   # containers cannot reach the grader's loopback: through the analyzer's proxy
+            ctx.topo.agent_proxy["analyzer"].set_upstream(*fake.address)
+        dep.start("orchestrator", env)
+        ctx.topo.wait_ready(5.0)
+        ctx.note("fault", "orchestrator restarted with 8 attempts, base 100 ms, cap 200 ms; its analyzer "
+                 "is a fake agent that answers every analyze internal_error (14, retryable)")
+        for _ in range(BACKOFF_TASKS):
+            tid = ctx.task_id()
+            first = len(fake.work_arrivals)
+            req, reply = submit(ctx, tid, oracle.generate_input(ctx.rng, 6), timeout=15.0)
+            time.sleep(0.1)
+            with fake._lock:
+                attempts = [r for r in fake.requests if r.get("type") != "hello"][first:]
+                arrivals = fake.work_arrivals[first:]
+                sent = fake.reply_sent[first:]
+            mine = [i for i, r in enumerate(attempts) if r.get("task_id") == tid]
+            gaps = [(arrivals[b] - sent[a]) * 1000 for a, b in zip(mine, mine[1:])
+                    if a < len(sent) and b < len(arrivals)]
+            gaps_all += gaps
+            slack = min(UPPER_SLACK_MAX_MS, UPPER_SLACK_BASE_MS + 4 * probe.worst * 1000)
+            problems = gap_problems(gaps, s, slack)
+            ctx.note("reaction", f"{len(mine)} analyze attempts; waits " + ", ".join(f"{g:.0f}" for g in gaps) + " ms")
+            if problems:
+                raise CheckFailed("; ".join(problems[:3]),
+                                  expected="equal jitter: each wait uniform in [d/2, d], d = min(FD_RETRY_CAP_MS, "
+                                           "FD_RETRY_BASE_MS x 2^(n-1)) = 100, then 200 ms",
+                                  received={"waits_ms": [round(g) for g in gaps], "upper_slack_ms": round(slack)},
+                                  hint="Full jitter [0, d] is not allowed; neither is retrying without a wait "
+                                       "or letting d grow past the cap.")
+            err = expect_error(reply, "upstream_failed", sent=req, token=ctx.token,
+                               what="every analyze attempt failed with a retryable error",
+                               hint="After the last attempt, answer upstream_failed with the last cause.")
+            d = err["details"]
+            if d.get("step") != "analyze" or d.get("agent") != "analyzer" or dig(d, "cause", "code") != 14:
+                raise CheckFailed("upstream_failed must name step analyze, agent analyzer and the last cause "
+                                  "(internal_error)", expected={"step": "analyze", "agent": "analyzer",
+                                                                "cause": {"code": 14}}, received=d)
+            if len(mine) != s["FD_RETRY_MAX_ATTEMPTS"] or d.get("attempts") != len(mine):
+                raise CheckFailed("the step must be attempted exactly FD_RETRY_MAX_ATTEMPTS times and report it",
+                                  expected=s["FD_RETRY_MAX_ATTEMPTS"],
+                                  received={"seen_at_agent": len(mine), "details.attempts": d.get("attempts")})
+            ids = [attempts[i].get("msg_id") for i in mine]
+            if len(set(ids)) != len(ids):
+                raise CheckFailed("each attempt must use a new msg_id", received=ids)
+    finally:
+        worst = probe.stop()
+        try:
+            dep.stop("orchestrator")
+        finally:
+            if not direct:
+                real = dep.endpoint("analyzer")
+                ctx.topo.agent_proxy["analyzer"].set_upstream(real.host, real.port)
+                ctx.topo.agent_proxy["analyzer"].close_connections()
+            fake.close()
+            dep.start("orchestrator", None)
+            ctx.topo.wait_ready(5.0)
+            ctx.note("heal", "orchestrator restarted with its usual settings and analyzer")
+    ctx.note("reaction", f"{len(gaps_all)} waits observed; the grader's worst scheduling delay was "
+             f"{worst:.1f} ms; kernel receive timestamps {'used' if fake.kernel_timestamps else 'unavailable'}; "
+             f"full jitter would pass with probability <= "
+             f"{full_jitter_miss_probability(s, len(gaps_all), per_task):.1e}")
 
 
 @check(id="orchestration.transient_recovery", title="a transient failure is retried and the task succeeds",
@@ -106,27 +215,42 @@ def transient_recovery(ctx):
                           received={"status step": step, "requests reaching the analyzer": len(relay.forwarded)})
 
 
-@check(id="orchestration.no_retry_definite", title="a definite agent error ends the task at once",
+@check(id="orchestration.no_retry_definite", title="every definite agent error ends the task at once",
        items=["orchestration.retries", "routing.halt_on_error"], weight=1, stage=5,
        challenge="dropped-sockets")
 def no_retry_definite(ctx):
-    """The collector refuses work as unauthorized (20: definite, not retryable), as an
-    agent holding another token would: the task fails with upstream_failed naming
-    collect/collector, attempts 1, cause 20, and the agent saw exactly one collect."""
-    tid = ctx.task_id()
-    with fake_upstream(ctx, "collector", "unauthorized") as fake:
-        req, reply = submit(ctx, tid, oracle.generate_input(ctx.rng, 6))
-        time.sleep(0.15)
-        seen = [r for r in fake.work_requests() if r.get("task_id") == tid]
-    err = expect_error(reply, "upstream_failed", sent=req, token=ctx.token, what="the collector answered unauthorized")
-    d = err["details"]
-    if dig(d, "cause", "code") != 20 or d.get("attempts") != 1 or d.get("step") != "collect" \
-            or d.get("agent") != "collector":
-        raise CheckFailed("a definite error must end the step at once with that error as cause",
-                          expected={"step": "collect", "agent": "collector", "attempts": 1, "cause": {"code": 20}},
-                          received=d, hint="Never retry unauthorized, schema_violation, idempotency_conflict, ...")
-    if len(seen) != 1:
-        raise CheckFailed("exactly one collect may be sent after a definite error", expected=1, received=len(seen))
+    """The collector is a fake agent that refuses work with each definite, non-retryable
+    error of SPEC §10.3 in turn - unauthorized (20), schema_violation (21),
+    unsupported_version (22), idempotency_conflict (30), not_supported (10),
+    malformed_frame (12), frame_too_large (13, then closes the connection) - one task per
+    error: each task fails with upstream_failed naming collect/collector, attempts 1 and
+    that error as cause, and the agent saw exactly one collect for it."""
+    from graders.faults.fake_agent import DEFINITE_REFUSALS
+
+    names = list(DEFINITE_REFUSALS)       # frame_too_large last: it closes the connection
+    with fake_upstream(ctx, "collector", f"refuse_{names[0]}") as fake:
+        for name in names:
+            fake.mode = f"refuse_{name}"
+            code = DEFINITE_REFUSALS[name][0]
+            tid = ctx.task_id()
+            req, reply = submit(ctx, tid, oracle.generate_input(ctx.rng, 6))
+            time.sleep(0.15)
+            seen = [r for r in fake.work_requests() if r.get("task_id") == tid]
+            err = expect_error(reply, "upstream_failed", sent=req, token=ctx.token,
+                               what=f"the collector answered {name} ({code})")
+            d = err["details"]
+            if dig(d, "cause", "code") != code or d.get("attempts") != 1 or d.get("step") != "collect" \
+                    or d.get("agent") != "collector":
+                raise CheckFailed(f"a definite error ({name}, {code}) must end the step at once with that "
+                                  "error as cause", expected={"step": "collect", "agent": "collector",
+                                                               "attempts": 1, "cause": {"code": code}},
+                                  received=d, hint="Never retry unauthorized, schema_violation, "
+                                  "unsupported_version, idempotency_conflict, not_supported, "
+                                  "malformed_frame or frame_too_large (SPEC §10.3).")
+            if len(seen) != 1:
+                raise CheckFailed(f"exactly one collect may be sent after a definite error ({name}, {code})",
+                                  expected=1, received=len(seen))
+    ctx.note("reaction", f"{len(names)} definite errors, each ended its task after one attempt")
 
 
 @check(id="orchestration.blackhole_deadline", title="a silent agent fails the task within the deadline",

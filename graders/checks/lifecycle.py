@@ -89,7 +89,9 @@ def sigterm_drain(ctx):
 def make_pki(directory: Path, hosts: tuple[str, ...] = ()) -> dict[str, Path]:
     """A CA, a service certificate for 127.0.0.1/localhost and `hosts` (IP addresses or
     DNS names; server and client auth) and a separate client certificate; PEM files in
-    `directory`."""
+    `directory`. Also the impostors a correct peer must refuse: `rogue-service` (the same
+    names, signed by another CA), `rogue-client` (a client certificate of that other CA)
+    and `wronghost` (signed by the right CA, for a name no agent address has)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -103,18 +105,24 @@ def make_pki(directory: Path, hosts: tuple[str, ...] = ()) -> dict[str, Path]:
     def name(cn):
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    ca_key = key()
-    ca = (x509.CertificateBuilder().subject_name(name("faultdrill test CA")).issuer_name(name("faultdrill test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    def make_ca(cn):
+        k = key()
+        cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn))
+                .public_key(k.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                             content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                             key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(k.public_key()), critical=False)
+                .sign(k, hashes.SHA256()))
+        return k, cert
 
-    def leaf(cn, sans):
+    ca_key, ca = make_ca("faultdrill test CA")
+    # Same subject name as the real CA: only the signature tells them apart.
+    rogue_key, rogue_ca = make_ca("faultdrill test CA")
+
+    def leaf(cn, sans, ca=ca, ca_key=ca_key):
         k = key()
         b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
              .public_key(k.public_key()).serial_number(x509.random_serial_number())
@@ -136,6 +144,10 @@ def make_pki(directory: Path, hosts: tuple[str, ...] = ()) -> dict[str, Path]:
             sans.append(entry)
     svc_key, svc = leaf("faultdrill service", sans)
     cli_key, cli = leaf("faultdrill client", [])
+    rogue_svc_key, rogue_svc = leaf("faultdrill service", sans, rogue_ca, rogue_key)
+    rogue_cli_key, rogue_cli = leaf("faultdrill client", [], rogue_ca, rogue_key)
+    wrong_key, wrong = leaf("wrong-host.invalid", [x509.DNSName("wrong-host.invalid"),
+                                                   x509.IPAddress(ipaddress.ip_address("192.0.2.1"))])
     out = {}
 
     def write(fname, data):
@@ -147,7 +159,11 @@ def make_pki(directory: Path, hosts: tuple[str, ...] = ()) -> dict[str, Path]:
     write("ca.pem", ca.public_bytes(pem))
     write("service.pem", svc.public_bytes(pem))
     write("client.pem", cli.public_bytes(pem))
-    for fname, k in (("service.key", svc_key), ("client.key", cli_key)):
+    write("rogue-service.pem", rogue_svc.public_bytes(pem))
+    write("rogue-client.pem", rogue_cli.public_bytes(pem))
+    write("wronghost.pem", wrong.public_bytes(pem))
+    for fname, k in (("service.key", svc_key), ("client.key", cli_key), ("rogue-service.key", rogue_svc_key),
+                     ("rogue-client.key", rogue_cli_key), ("wronghost.key", wrong_key)):
         write(fname, k.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return out
 
@@ -181,11 +197,11 @@ def _tls_topology(ctx, directory: Path, *, client_auth: bool):
     return topo, pki
 
 
-def _client_ctx(pki, with_cert: bool) -> ssl.SSLContext:
+def _client_ctx(pki, with_cert: bool, *, cert: str = "client") -> ssl.SSLContext:
     c = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca.pem"]))
     c.minimum_version = ssl.TLSVersion.TLSv1_2
     if with_cert:
-        c.load_cert_chain(str(pki["client.pem"]), str(pki["client.key"]))
+        c.load_cert_chain(str(pki[f"{cert}.pem"]), str(pki[f"{cert}.key"]))
     return c
 
 
@@ -242,10 +258,11 @@ def server_tls(ctx):
             topo.close()
 
 
-@check(id="tls.mutual", title="mutual TLS rejects clients without a certificate",
+@check(id="tls.mutual", title="mutual TLS rejects clients without a certificate or with another CA's",
        items=["tls.mutual"], weight=1, stage=10, challenge="tls-shutdown", visibility="hidden", timeout=40.0)
 def mutual(ctx):
-    """With FD_TLS_CLIENT_AUTH=1: a TLS client without a certificate gets no protocol
+    """With FD_TLS_CLIENT_AUTH=1: a TLS client without a certificate, or with a
+    certificate signed by another CA (same issuer name, other key), gets no protocol
     reply; with a CA-signed certificate it gets hello_ok; a task runs end to end (the
     orchestrator presents its certificate to the agents)."""
     with tempfile.TemporaryDirectory(prefix="faultdrill-pki-") as d:
@@ -260,8 +277,63 @@ def mutual(ctx):
                                       expected="handshake failure / close", received=redact(reply, ctx.token))
                 except (ssl.SSLError, ConnectionClosed, ClientTimeout, BadReply, OSError):
                     pass
+                try:
+                    reply = _tls_hello(ep, _client_ctx(pki, with_cert=True, cert="rogue-client"), ctx.token)
+                    raise CheckFailed(f"{role}: a client certificate signed by another CA must be rejected",
+                                      expected="handshake failure / close (verify the client certificate "
+                                               "against FD_TLS_CA)", received=redact(reply, ctx.token),
+                                      hint="Require AND verify the client certificate (Go: "
+                                           "RequireAndVerifyClientCert, not RequireAnyClientCert).")
+                except (ssl.SSLError, ConnectionClosed, ClientTimeout, BadReply, OSError):
+                    pass
                 reply = _tls_hello(ep, _client_ctx(pki, with_cert=True), ctx.token)
                 expect_ok(reply, "hello", token=ctx.token, what=f"{role}: hello with a client certificate")
             _tls_task(ctx, topo, _client_ctx(pki, with_cert=True))
+        finally:
+            topo.close()
+
+
+def _agent_refused(ctx, topo, pki, cert: str, what: str) -> None:
+    """Restart the collector presenting `cert`; a task must then fail at collect."""
+    dep = topo.deployment
+    env = {var: dep.place_file("collector", f"tls/{fname}", pki[fname].read_bytes(), mode=mode)
+           for var, (fname, mode) in {"FD_TLS_CERT": (f"{cert}.pem", 0o444), "FD_TLS_KEY": (f"{cert}.key", 0o400),
+                                      "FD_TLS_CA": ("ca.pem", 0o444)}.items()}
+    env["FD_TLS_CLIENT_AUTH"] = "0"
+    dep.stop("collector")
+    dep.start("collector", env)
+    ctx.note("fault", f"collector restarted presenting {what}")
+    task_input = oracle.generate_input(ctx.rng, 5)
+    tid = ctx.task_id()
+    req = make_request("submit", {"task_type": "triage", "input": task_input}, token=ctx.token, task_id=tid)
+    with topo.connect(direct=True, ssl_context=_client_ctx(pki, with_cert=False)) as c:
+        reply = c.request(req, timeout=10.0)
+    name = reply.get("type") == "error" and (reply.get("error") or {}).get("name")
+    step = ((reply.get("error") or {}).get("details") or {}).get("step") if isinstance(reply.get("error"), dict) else None
+    ctx.note("reaction", f"the task got {reply.get('type')} {name or ''} (step {step})")
+    if name not in ("upstream_failed", "timeout") or step != "collect":
+        raise CheckFailed(f"the orchestrator sent work to a collector presenting {what}",
+                          sent=redact(req, ctx.token),
+                          expected="upstream_failed (or timeout) at step collect: the TLS handshake must fail",
+                          received=redact(reply, ctx.token),
+                          hint="Verify agent certificates against FD_TLS_CA and check the hostname against "
+                               "the host of the agent address (SPEC §16).")
+
+
+@check(id="tls.agent_identity", title="the orchestrator refuses agents with another CA's or another host's certificate",
+       items=["tls.encryption"], weight=2, stage=10, challenge="tls-shutdown", visibility="hidden", timeout=40.0)
+def agent_identity(ctx):
+    """A TLS deployment runs a task end to end; then the collector is restarted presenting
+    (1) a certificate for the right names signed by another CA with the same issuer name,
+    (2) a certificate signed by the right CA for another host (wrong-host.invalid,
+    192.0.2.1): each time a task must fail with upstream_failed (or timeout) at step
+    collect, because the orchestrator's handshake with the collector must fail."""
+    with tempfile.TemporaryDirectory(prefix="faultdrill-pki-") as d:
+        topo, pki = _tls_topology(ctx, Path(d), client_auth=False)
+        ctx.note("action", "TLS deployment started")
+        try:
+            _tls_task(ctx, topo, _client_ctx(pki, with_cert=False))
+            _agent_refused(ctx, topo, pki, "rogue-service", "a certificate signed by another CA")
+            _agent_refused(ctx, topo, pki, "wronghost", "a valid certificate for another host")
         finally:
             topo.close()

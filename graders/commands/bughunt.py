@@ -67,6 +67,12 @@ def _start(args) -> int:
 
 def _verify(args) -> int:
     from graders.bughunt.hunt import verify
+    # The same preparation as `faultdrill grade`: the sandbox must work here, and the
+    # checks run in the grade's own network namespace.
+    from graders.sandbox.entry import prepare_command
+    refused = prepare_command(args, "bughunt")
+    if refused is not None:
+        return refused
     print(f"verifying {args.out} (the planted defects' checks first) ...", file=sys.stderr)
     attempt = verify(args.out, key_file=args.key, run_all=args.all,
                      unsafe_no_sandbox=args.unsafe_no_sandbox)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,10 @@ __all__ = ["state_dir", "write_state", "read_state", "remove_state", "LiveClient
 
 
 def state_dir() -> Path:
+    # Not the temp dir: a sandboxed grade re-execs into a namespace whose TMPDIR is its own,
+    # and `bughunt verify` must still find its key there.
     base = os.environ.get("XDG_RUNTIME_DIR")
-    root = Path(base) / "faultdrill" if base else Path(tempfile.gettempdir()) / f"faultdrill-{os.getuid()}"
+    root = Path(base) / "faultdrill" if base else Path.home() / ".cache" / "faultdrill"
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     return root
