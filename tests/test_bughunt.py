@@ -137,3 +137,17 @@ def test_verify_passes_the_right_fix_and_fails_a_wrong_one(tmp_path):
     attempts = load_key(out, key_file)[1]["attempts"]
     assert [a["outcome"] for a in attempts] == ["not_fixed", "fixed"]
     assert attempts[1]["elapsed_s"] >= attempts[0]["elapsed_s"] >= 0
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(max_size=40), st.text(min_size=1, max_size=8), st.text(max_size=8), st.text(max_size=40))
+def test_apply_edit_changes_exactly_the_one_occurrence(before, find, replace, after):
+    text = before + find + after
+    if text.count(find) != 1:
+        with pytest.raises(DefectError):
+            apply_edit(text, find, replace)
+        return
+    assert apply_edit(text, find, replace) == before + replace + after
