@@ -22,10 +22,12 @@ processes.
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,6 +134,16 @@ def grade_argv(submission: Path, out_dir: Path, *, seed: int, driver: str,
             "--seed", str(seed), "--driver", driver, "--quiet", *(extra or [])]
 
 
+def orphan_guard() -> list[str]:
+    """A prefix that makes a child grade receive SIGTERM if the round dies, even by
+    SIGKILL (setpriv --pdeathsig; the grade's own SIGTERM handling then cleans up).
+    Each grade runs in its own session, so without it a killed round would leave its
+    grades running. Empty where setpriv is missing (then only an orderly stop of the
+    round, Ctrl-C or SIGTERM, stops them)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
 def grade_env(base: dict | None = None) -> dict:
     """The grader's environment for its child graders, with this kit first on PYTHONPATH:
     the children run exactly the code the round runs, installed or from a checkout."""
@@ -142,6 +154,66 @@ def grade_env(base: dict | None = None) -> dict:
 
 
 # -- running --------------------------------------------------------------------------------
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux prctl), so that a
+    process a grade leaves behind (a candidate service restarted while the grade was being
+    stopped) is reparented here rather than to init, and `sweep_orphans` can stop it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children_of(pid: int) -> list[tuple[int, int, str]]:
+    """(pid, process group, command line) of every process whose parent is `pid`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[1]) != pid:
+                continue
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            out.append((int(entry.name), int(fields[2]), args))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def sweep_orphans(exclude: set[int], *, passes: int = 5) -> list[str]:
+    """SIGKILL every process reparented to this one (see `become_subreaper`) that is not a
+    grade in `exclude`, with its process group; reap them. Returns what was stopped.
+    Called only when no grade is running, so a grade's own stray-process detection is
+    never disturbed."""
+    me, my_group = os.getpid(), os.getpgrp()
+    stopped: list[str] = []
+    for _ in range(passes):
+        orphans = [c for c in _children_of(me) if c[0] not in exclude]
+        if not orphans:
+            break
+        for pid, group, args in orphans:
+            try:
+                if group not in (my_group, 0):
+                    os.killpg(group, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if args:                          # a zombie has no command line: just reaped
+                stopped.append(f"pid {pid}: {args[:160]}")
+        for pid, _group, _args in orphans:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+    return stopped
 
 class _Running:
     """Process groups of the grades in flight, so an interrupt can end all of them."""
@@ -182,10 +254,12 @@ def grade_one(graded: Graded, *, timeout_s: float, running: _Running, env: dict 
         graded.problem = "not graded: the round was interrupted"
         return graded
     with open(graded.out_dir / "grade.log", "wb") as log:
-        proc = subprocess.Popen(graded.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=grade_env(env))
+        proc = subprocess.Popen(orphan_guard() + graded.argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=grade_env(env))
         with running.lock:
             running.procs.add(proc)
+        if running.stopping.is_set():       # the round was stopped while this one started
+            _end_group(proc)
         try:
             graded.exit_code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -224,10 +298,25 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else "(no output)"
 
 
+@dataclass
+class RoundResult:
+    graded: list[Graded]
+    leftovers: list[str]        # processes grades left behind, stopped by the round
+    interrupted: bool = False
+
+
 def run_round(submissions: list[Path], round_dir: Path, *, jobs: int, seed: int, driver: str,
               extra: list[str] | None = None, timeout_s: float = DEFAULT_GRADE_TIMEOUT_S,
-              on_done=None, env: dict | None = None) -> list[Graded]:
-    """Grade every submission, `jobs` at a time, each in its own `faultdrill grade`."""
+              on_done=None, env: dict | None = None) -> RoundResult:
+    """Grade every submission, `jobs` at a time, each in its own `faultdrill grade`; then
+    stop whatever the grades left running. On Ctrl-C (KeyboardInterrupt) the grades in
+    flight are stopped too and the result says `interrupted`.
+
+    The calling process becomes a child subreaper and, at the end, stops every child it
+    has that is neither a grade nor a child it had before the round: call it from a
+    process that starts no other children meanwhile (the `faultdrill round` command)."""
+    become_subreaper()
+    before = {pid for pid, _group, _args in _children_of(os.getpid())}
     names = unique_names(submissions)
     todo = [Graded(name=n, path=p.resolve(), out_dir=round_dir / n) for n, p in zip(names, submissions)]
     for g in todo:
@@ -251,9 +340,12 @@ def run_round(submissions: list[Path], round_dir: Path, *, jobs: int, seed: int,
     except KeyboardInterrupt:
         running.kill_all()
         pool.shutdown(wait=True, cancel_futures=True)
-        raise
+        for g in todo:
+            if g.problem is None and g.exit_code not in (EXIT_PASSED, EXIT_FAILED, EXIT_INCOMPLETE):
+                g.problem = "interrupted"
+        return RoundResult(todo, sweep_orphans(before), interrupted=True)
     pool.shutdown(wait=True)
-    return todo
+    return RoundResult(todo, sweep_orphans(before))
 
 
 # -- the summary ----------------------------------------------------------------------------
@@ -361,9 +453,10 @@ def console_table(rows: list[dict], areas: list[tuple[str, str]]) -> str:
     return "\n".join(line.rstrip() for line in out)
 
 
-def round_exit_code(graded: list[Graded]) -> int:
-    """3 if any grade is incomplete, else 1 if any check failed anywhere, else 0."""
-    if any(is_incomplete(g) for g in graded):
+def round_exit_code(graded: list[Graded], leftovers: list[str] = ()) -> int:
+    """3 if any grade is incomplete or grades left processes running, else 1 if any check
+    failed anywhere, else 0."""
+    if any(is_incomplete(g) for g in graded) or leftovers:
         return EXIT_INCOMPLETE
     if any(g.exit_code == EXIT_FAILED or ((g.results or {}).get("extra_data") or {})
            .get("verdict_counts", {}).get("fail") for g in graded):

@@ -184,9 +184,17 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_interrupted_round_stops_its_grades_and_says_so(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_an_interrupted_round_stops_its_grades(tmp_path, sig):
+    """Ctrl-C and SIGTERM stop the grades in flight, stop whatever those grades left behind,
+    and summarise (exit 130). A SIGKILLed round cannot clean up, but its grades die with
+    it (each gets SIGTERM) and do their own cleanup."""
+    import shutil
     import signal
-    folder = _link_submissions(tmp_path, reference=REFERENCE, starter=STARTER)
+    copies = tmp_path / "copies"                  # copies, so their processes can be found by cwd
+    for name, src in (("reference", REFERENCE), ("starter", STARTER)):
+        shutil.copytree(src, copies / name, ignore=shutil.ignore_patterns("__pycache__", "state"))
+    folder = _link_submissions(tmp_path, reference=copies / "reference", starter=copies / "starter")
     out = tmp_path / "rounds"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "graders.cli", "round", str(folder), "--out", str(out),
@@ -197,16 +205,44 @@ def test_an_interrupted_round_stops_its_grades_and_says_so(tmp_path):
         while time.monotonic() < deadline and not list(out.glob("*/*/grade.log")):
             time.sleep(0.2)
         time.sleep(2.0)                               # the grades are running
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sig))
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+    if sig == "SIGKILL":
+        deadline = time.monotonic() + 30          # the grades end after their SIGTERM
+        while time.monotonic() < deadline and _grades_under(tmp_path):
+            time.sleep(0.5)
+        assert _grades_under(tmp_path) == [], "grades outlived the SIGKILLed round"
+        for line in _processes_under(tmp_path):   # what a grade itself failed to stop
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+        return
+    assert _processes_under(tmp_path) == [], "grades or candidate services outlived the round"
     assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert "interrupted" in stderr and "Traceback" not in stderr
     rows = list(csv.DictReader((out / "latest" / "summary.csv").read_text().splitlines()))
     assert {r["submission"] for r in rows} == {"reference", "starter"}
     assert all(r["incomplete"] == "yes" for r in rows)
-    time.sleep(0.5)
-    assert str(out) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def _grades_under(path: Path) -> list[str]:
+    return [line for line in _processes_under(path) if "graders.cli grade" in line]
+
+
+def _processes_under(path: Path) -> list[str]:
+    """Processes whose command line or working directory names `path` (grades of this
+    test name their --out in it; the candidate services run with cwd in its copies)."""
+    found, needle = [], str(path)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if needle in args or cwd.startswith(needle):
+            found.append(f"{entry.name}: {args[:200]} (cwd {cwd})")
+    return found

@@ -14,6 +14,7 @@ stopped, and what finished is summarised).
 from __future__ import annotations
 
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -70,14 +71,16 @@ def run(args) -> int:
         print(f"  {g.name}: {state} in {g.duration_s:.0f} s" + (f" ({g.problem})" if g.problem else ""),
               flush=True)
 
-    interrupted = False
+    # SIGTERM (a CI job cancelled, `kill`) stops the round like Ctrl-C: its grades run in
+    # their own sessions, so nothing else would stop them.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        graded = rnd.run_round(submissions, round_dir, jobs=args.jobs, seed=seed, driver=args.driver,
-                               extra=extra, timeout_s=args.timeout or rnd.DEFAULT_GRADE_TIMEOUT_S,
-                               on_done=done)
-    except KeyboardInterrupt:
-        interrupted = True
-        graded = _collect_after_interrupt(rnd, submissions, round_dir)
+        outcome = rnd.run_round(submissions, round_dir, jobs=args.jobs, seed=seed, driver=args.driver,
+                                extra=extra, timeout_s=args.timeout or rnd.DEFAULT_GRADE_TIMEOUT_S,
+                                on_done=done)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    graded = outcome.graded
     rows = rnd.summary_rows(graded, [aid for aid, _ in areas], round_dir, partial_round=bool(args.only))
     columns = rnd.csv_columns([aid for aid, _ in areas])
     (round_dir / "summary.csv").write_text(rnd.csv_text(rows, columns), encoding="utf-8")
@@ -93,23 +96,14 @@ def run(args) -> int:
     print(f"summary: {round_dir / 'summary.md'}, {round_dir / 'summary.csv'} (latest round: {latest})")
     print(f"replay one grade: faultdrill grade <submission> --seed {seed} --driver {args.driver}"
           + (f" --only {args.only}" if args.only else ""))
-    if interrupted:
+    if outcome.leftovers:
+        print(f"faultdrill round: the grades left {len(outcome.leftovers)} process(es) running; the round "
+              "stopped them (a grader bug: report it): " + "; ".join(outcome.leftovers[:5]), file=sys.stderr)
+    if outcome.interrupted:
         print("faultdrill round: interrupted; the grades in flight were stopped.", file=sys.stderr)
         return rnd.EXIT_INTERRUPTED
-    return rnd.round_exit_code(graded)
+    return rnd.round_exit_code(graded, outcome.leftovers)
 
 
-def _collect_after_interrupt(rnd, submissions, round_dir):
-    """What the interrupted round left: each submission's folder, read as it is."""
-    graded = []
-    for name, path in zip(rnd.unique_names(submissions), submissions):
-        g = rnd.Graded(name=name, path=path, out_dir=round_dir / name, problem="interrupted")
-        results = rnd.find_results(g.out_dir)
-        if results is not None:
-            import json
-            try:
-                g.results = json.loads(results.read_text(encoding="utf-8"))
-            except ValueError:
-                pass
-        graded.append(g)
-    return graded
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
