@@ -141,23 +141,37 @@ def test_text_decoding_bounded_and_lenient_on_request():
 
 
 # --- the decoder in a real grade --------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_decoder_bombs_during_checks_are_failures_not_grader_errors(tmp_path):
-    """tests/fixtures/bombs answers every frame, HTTP body, log line and memory record
-    with a decoder bomb (`[` x 3000, a 9 MB line, invalid UTF-8, NaN, 1e999, a lone
-    surrogate...). Before graders/decode.py this grade had 7 grader errors (and a lone
-    surrogate made writing report.md crash); every check must now fail with a reason."""
-    from graders.checks.registry import all_checks
+@pytest.fixture(scope="module")
+def hostile_bytes_grades(tmp_path_factory):
+    """tests/fixtures/bombs and tests/fixtures/shapes, graded side by side."""
+    import concurrent.futures
     from tests.defects.grading import grade
-    root = Path(__file__).resolve().parent / "fixtures" / "bombs"
-    run = grade(root, 3, tmp_path / "out", timeout=240)
-    assert run.rc == 1, (run.rc, run.stderr[-2000:])
+    out = tmp_path_factory.mktemp("decode-grades")
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(lambda name: (name, (grade(fixtures / name, 3, out / name, timeout=240), out / name)),
+                             ("bombs", "shapes")))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("name", ["bombs", "shapes"])
+def test_hostile_bytes_during_checks_are_failures_not_grader_errors(hostile_bytes_grades, name):
+    """bombs answers every frame, HTTP body, log line and memory record with a decoder
+    bomb (`[` x 3000, a 9 MB line, invalid UTF-8, NaN, 1e999, a lone surrogate, members of
+    the wrong type...): before graders/decode.py its grade had 7 grader errors, and a lone
+    surrogate made writing report.md crash. shapes answers with the right reply types
+    whose members have random shapes. Every check must fail with a reason (shapes: or
+    pass, where garbage honestly meets the check), none may be a grader error."""
+    from graders.checks.registry import all_checks
+    run, out = hostile_bytes_grades[name]
+    assert run.rc in (1, 0), (run.rc, run.stderr[-2000:])
     assert set(run.verdicts) == {c.id for c in all_checks()}
     assert run.errors() == set(), {c: run.outputs[c][:300] for c in run.errors()}
-    assert set(run.verdicts.values()) == {"fail"}
-    for name in ("report.md", "report.html", "junit.xml", "results.json"):
-        (tmp_path / "out" / name).read_text(encoding="utf-8")     # written, valid UTF-8
-    reasons = "\n".join(run.outputs.values())
-    for reason in ("nested deeper than 64 levels", "not UTF-8", "NaN is not JSON", "too large for a double"):
-        assert reason in reasons, reason
+    for report in ("report.md", "report.html", "junit.xml", "results.json"):
+        (out / report).read_text(encoding="utf-8")     # written, valid UTF-8
+    if name == "bombs":
+        assert run.rc == 1 and set(run.verdicts.values()) == {"fail"}
+        reasons = "\n".join(run.outputs.values())
+        for reason in ("nested deeper than 64 levels", "not UTF-8", "NaN is not JSON", "too large for a double"):
+            assert reason in reasons, reason
