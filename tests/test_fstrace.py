@@ -236,3 +236,20 @@ def test_a_real_program_recorded_by_strace(tmp_path, mode, expected):
     got = judge(out.read_text(), cwd=str(tmp_path), memdir=mem, initial_files=[],
                 watches=[Watch(f"{mem}/records/t-1.json", ('"t-1"', 'collect_ok"'), ('"t-1"',))])
     assert {f.kind for f in got} == expected
+
+
+@pytest.mark.skipif(shutil.which("strace") is None or shutil.which("node") is None,
+                    reason="strace or node not installed")
+@pytest.mark.parametrize("mode,expected", [("ok", set()), ("no-dir-fsync", {"lost"}),
+                                           ("no-fsync", {"lost", "torn"})])
+def test_a_node_program_with_its_thread_pool(tmp_path, mode, expected):
+    """libuv does file I/O on pool threads and opens directories without O_DIRECTORY."""
+    from pathlib import Path
+    prog = Path(__file__).parent / "fixtures" / "fstrace_node_store.js"
+    out = tmp_path / "trace.txt"
+    subprocess.run(fstrace.strace_argv(shutil.which("strace"), str(out)) + ["node", str(prog), mode],
+                   cwd=tmp_path, check=True, timeout=30, capture_output=True)
+    mem = str(tmp_path / "mem")
+    watches = [Watch(f"{mem}/records/{t}.json", (f'"{t}"', 'collect_ok"'), (f'"{t}"',)) for t in ("t-1", "t-2")]
+    got = judge(out.read_text(), cwd=str(tmp_path), memdir=mem, initial_files=[], watches=watches)
+    assert {f.kind for f in got} == expected
