@@ -12,13 +12,19 @@ import time
 from graders.checks import promtext
 from graders.checks.registry import CheckFailed
 from graders.client import Connection, http_get, make_request
-from graders.decode import CandidateDataError, decode_json
+from graders.decode import CandidateDataError, decode_json, decode_text
 
 #: Bounds of the one decoder (graders/decode.py) for what checks read from the candidate:
 #: HTTP bodies (http_get's own cap), memory records (SPEC §11.1: at most 16 MiB), log lines.
 HTTP_BODY_MAX = 16 * 1024 * 1024
 RECORD_MAX = 16 * 1024 * 1024
 LOG_LINE_MAX = 4 * 1024 * 1024
+
+
+def text_of(data: bytes, what: str = "candidate text", *, max_bytes: int = HTTP_BODY_MAX) -> str:
+    """Candidate text the grader only searches or parses itself (the metrics exposition):
+    bounded, invalid UTF-8 shown as U+FFFD (the format checker reports what is wrong)."""
+    return decode_text(data, what=what, max_bytes=max_bytes, strict=False)
 
 
 def loads(data, what: str = "candidate JSON", *, max_bytes: int = HTTP_BODY_MAX):
@@ -225,7 +231,7 @@ def metrics(ctx, role: str) -> dict:
     status, headers, body = http(ctx, role, "/metrics")
     if status != 200:
         raise CheckFailed(f"GET /metrics on {role} answered {status}", expected=200, received=status)
-    families, _problems = promtext.parse(body.decode("utf-8", "replace"))
+    families, _problems = promtext.parse(text_of(body, f"{role} /metrics"))
     return families
 
 
@@ -319,7 +325,7 @@ def optional_metric(ctx, role: str, name: str, **labels) -> float | None:
         ctx.note("note", f"{role} GET /metrics answered {status}; {name} not used as evidence "
                          "(the metrics check judges the endpoint)")
         return None
-    families, _problems = promtext.parse(body.decode("utf-8", "replace"))
+    families, _problems = promtext.parse(text_of(body, f"{role} /metrics"))
     if promtext._family_of(name, families) not in families and \
             not any(s == name for fam in families.values() for s, _lab, _v in fam.samples):
         ctx.note("note", f"{role} does not expose {name}; not used as evidence "

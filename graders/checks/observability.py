@@ -11,7 +11,7 @@ import re
 from graders import oracle
 from graders.checks import promtext
 from graders.checks.common import (LOG_LINE_MAX, dig, expect_error, expect_ok, http, loads, log_count,
-                                   log_records, redact, send, submit, wait_for_logs)
+                                   log_records, redact, send, submit, text_of, wait_for_logs)
 from graders.checks.fake_agent import fake_upstream
 from graders.checks.registry import CheckFailed, check
 
@@ -197,7 +197,7 @@ def metrics_format(ctx):
         if status != 200 or not ctype.startswith("text/plain") or "version=0.0.4" not in ctype:
             raise CheckFailed(f"{role}: GET /metrics", expected="200 text/plain; version=0.0.4",
                               received=(status, ctype))
-        text = body.decode("utf-8", "replace")
+        text = text_of(body, f"{role} /metrics")
         families, problems = promtext.parse(text)
         if problems:
             raise CheckFailed(f"{role}: /metrics is not valid text format 0.0.4", expected="no problems",
