@@ -253,3 +253,13 @@ def test_a_node_program_with_its_thread_pool(tmp_path, mode, expected):
     watches = [Watch(f"{mem}/records/{t}.json", (f'"{t}"', 'collect_ok"'), (f'"{t}"',)) for t in ("t-1", "t-2")]
     got = judge(out.read_text(), cwd=str(tmp_path), memdir=mem, initial_files=[], watches=watches)
     assert {f.kind for f in got} == expected
+
+
+def test_a_memory_dir_reached_through_a_symlink():
+    """Arguments name the path the service was given; strace shows fds by real path."""
+    real = "/real/mem"
+    text = render([c for _s, c in canonical()], {}, set())
+    text = text.replace(f"<{MEM}", f"<{real}")            # every fd decoration: the real path
+    assert findings(text) == {"lost", "torn"}              # unaliased: the fsyncs are not seen
+    got = judge(text, cwd="/app", memdir=MEM, initial_files=[], watches=[WATCH], aliases={real: MEM})
+    assert got == []

@@ -10,6 +10,7 @@ calls (deterministic, any language).
 """
 from __future__ import annotations
 
+import os
 import shutil
 
 from graders import oracle
@@ -94,8 +95,9 @@ def power_loss(ctx):
         watches = [fstrace.Watch(record=f"{run.memory_dir}/records/{tid}.json",
                                  ack=(f'"{tid}"', f'{marker}"'), content=(f'"{tid}"',) + extra)
                    for tid in tids]
+        aliases = {os.path.realpath(p): p for p in (run.memory_dir, run.cwd)}
         findings = fstrace.judge(_read_trace(run.output), cwd=run.cwd, memdir=run.memory_dir,
-                                 initial_files=initial[role], watches=watches)
+                                 initial_files=initial[role], watches=watches, aliases=aliases)
         unseen = 0
         for f in findings:
             if f.kind == "no-ack":

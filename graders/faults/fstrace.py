@@ -310,7 +310,12 @@ class _Dir:
 
 
 class _Model:
-    def __init__(self, cwd: str, memdir: str, initial_files: list[str]):
+    def __init__(self, cwd: str, memdir: str, initial_files: list[str],
+                 aliases: dict[str, str] | None = None):
+        # Another spelling of a directory (e.g. its realpath when the given path has a
+        # symlink: strace shows fds by real path, arguments as the program wrote them).
+        self.aliases = {os.path.normpath(k): os.path.normpath(v) for k, v in (aliases or {}).items()
+                        if os.path.normpath(k) != os.path.normpath(v)}
         self.cwd = os.path.normpath(cwd)
         self.memdir = os.path.normpath(memdir)
         self.inodes: dict[int, _Inode] = {}
@@ -347,12 +352,19 @@ class _Model:
             d = self.dirs[path] = _Dir(known=path == self.memdir or path.startswith(self.memdir + "/"))
         return d
 
+    def canon(self, path: str) -> str:
+        path = os.path.normpath(path)
+        for alias, real in self.aliases.items():
+            if path == alias or path.startswith(alias + "/"):
+                return real + path[len(alias):]
+        return path
+
     def resolve(self, base: str | None, path: str, pid: int | None = None) -> str:
         if path.startswith("/"):
-            return os.path.normpath(path)
+            return self.canon(path)
         if base is None:
             base = self.cwd_by_pid.get(pid, self.cwd)
-        return os.path.normpath(os.path.join(base, path))
+        return self.canon(os.path.join(base, path))
 
     def saw_cwd(self, pid: int, args: tuple[str, ...]) -> None:
         """Each process has its own working directory; strace shows it on every
@@ -361,7 +373,7 @@ class _Model:
             if a.startswith("AT_FDCWD<"):
                 dec = _decoration(a)
                 if dec and dec.startswith("/"):
-                    self.cwd_by_pid[pid] = os.path.normpath(_unescape_path(dec))
+                    self.cwd_by_pid[pid] = self.canon(_unescape_path(dec))
                 return
 
     def lookup(self, path: str, *, create_unknown: bool = True) -> int | None:
@@ -383,7 +395,7 @@ class _Model:
         if decoration.endswith(" (deleted)"):
             ino = self.anon.get(decoration)
             return self.inodes.get(ino) if ino else None
-        path = os.path.normpath(_unescape_path(decoration))
+        path = self.canon(_unescape_path(decoration))
         ino = self.lookup(path)
         return self.inodes.get(ino) if ino else None
 
@@ -502,10 +514,10 @@ class _Judge:
 
 
 def judge(trace_text: str, *, cwd: str, memdir: str, initial_files: list[str],
-          watches: list[Watch]) -> list[Finding]:
+          watches: list[Watch], aliases: dict[str, str] | None = None) -> list[Finding]:
     """Findings for every watched record (empty: durable in every crash state)."""
     calls = parse_trace(trace_text)
-    m = _Model(cwd, memdir, initial_files)
+    m = _Model(cwd, memdir, initial_files, aliases)
     j = _Judge(m, watches)
     sync_marks: dict[int, object] = {}
     for _pos, kind, c in _events(calls):
@@ -532,7 +544,7 @@ def judge(trace_text: str, *, cwd: str, memdir: str, initial_files: list[str],
 def _fd_path(m: _Model, arg: str) -> str | None:
     dec = _decoration(arg)
     if dec and dec.startswith("/") and not dec.endswith(" (deleted)"):
-        return os.path.normpath(_unescape_path(dec))
+        return m.canon(_unescape_path(dec))
     return None
 
 
