@@ -49,9 +49,14 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _counter = itertools.count()
 
 
-class UnsafePath(ValueError):
+class UnsafePath(OSError, ValueError):
     """A path the grader refuses to use (a link, outside its base, not what it should be).
-    The message is one sentence for the person running the grader."""
+    The message is one sentence for the person running the grader.
+
+    An OSError, so that a reader which treats an unreadable candidate file as the
+    candidate's failure (`except OSError`) treats a refused link the same way, instead of
+    letting a planted link turn a check into a grader error; a ValueError for callers that
+    validate paths."""
 
 
 # --- names and paths ------------------------------------------------------------------

@@ -59,8 +59,10 @@ SHARED = ATTACKS / "_shared" / "hostile.py"
 HONEST = "no-token-check"
 SEED = int(os.environ.get("FD_ATTACK_SEED", "1010"))
 # Few, fast checks: one the honest part fails (security.token_refused, where the JSON
-# bombs go off), and ones it passes (a forged report shows as a changed verdict).
-CHECKS = ("pipeline.triage_oracle", "security.token_refused", "memory.corrupt_agent")
+# bombs go off), and ones it passes (a forged report shows as a changed verdict); two of
+# them damage and read every memory file (where links are planted).
+CHECKS = ("pipeline.triage_oracle", "security.token_refused", "memory.corrupt_agent",
+          "security.no_token_leak")
 GRADE_TIMEOUT_S = 120.0
 AFTER_EXIT_S = 2.0          # how long the reports must stay as the grader left them
 GONE_WITHIN_S = 15.0        # after a SIGKILLed grader, everything must be gone by then
@@ -351,13 +353,15 @@ def kit_files_mentioning(needle: bytes) -> list[str]:
 
 
 def test_json_bombs_during_a_failing_check_stay_the_candidates_failure(ws, honest):
-    """Nested brackets, a 3 MiB line, invalid UTF-8 instead of each reply to a wrong
-    token: security.token_refused stays a FAIL (not a grader error, which would not count)
-    and the score is the honest part's."""
+    """Nested brackets, a 3 MiB line, invalid UTF-8 instead of each reply to a wrong or
+    missing token: security.token_refused stays a FAIL (not a grader error, which would not
+    count). A bomb where the honest part answered well (security.no_token_leak sends wrong
+    tokens too) may cost that check, never earn one."""
     attack = ws.assemble("json-bombs")
     run = ws.grade(attack)
-    assert_blocked(ws, attack, run, honest)
+    assert_blocked(ws, attack, run, honest, at_most=True)
     assert run.verdicts["security.token_refused"] == "fail"
+    assert run.verdicts["pipeline.triage_oracle"] == honest[0]["pipeline.triage_oracle"]
 
 
 def test_a_shipped_report_link_is_never_written_through(ws):

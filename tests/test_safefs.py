@@ -166,6 +166,16 @@ def test_beneath_refuses_links_on_the_way_and_at_the_end(tmp_path, victim):
     _untouched(victim)
 
 
+def test_a_refused_link_reads_as_an_unreadable_file(tmp_path, victim):
+    """Checks treat `except OSError` around a memory read as the candidate's failure: a
+    planted link must land there too, never escape as a grader error."""
+    base = tmp_path / "mem"
+    base.mkdir()
+    (base / "r.json").symlink_to(victim / "precious.txt")
+    with pytest.raises(OSError):
+        safefs.read_beneath(base, "r.json")
+
+
 def test_beneath_refuses_fifos_without_blocking(tmp_path):
     base = tmp_path / "mem"
     base.mkdir()

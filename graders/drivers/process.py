@@ -839,7 +839,9 @@ class ProcessDeployment(Deployment):
         base = self._svc(role).memdir
         path = (base / relpath).resolve()
         if path != base and base not in path.parents:
-            raise ValueError(f"{relpath!r} is outside the memory directory of {role}")
+            # An OSError (and a ValueError): a link the candidate planted reads as an
+            # unreadable file, the candidate's failure, never a grader error.
+            raise safefs.UnsafePath(f"{relpath!r} is outside the memory directory of {role}")
         return path
 
     def memory_files(self, role: str) -> list[str]:
