@@ -12,14 +12,21 @@ within a time bound. Nothing waits unbounded: every HTTP read has a timeout.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
 from ..checks import promtext
 from ..client import http_get
+from ..decode import decode_json
 
 __all__ = ["Observer", "Reading", "WaitResult", "wait_for", "measure"]
+
+
+def candidate_json(data):
+    """Candidate bytes through the one bounded decoder (graders/decode.py): a ValueError
+    for anything that is not bounded JSON (`[` x 3000, invalid UTF-8, NaN...)."""
+    return decode_json(data, what="candidate JSON", max_bytes=16 * 1024 * 1024)
+
 
 HTTP_TIMEOUT = 1.5
 DASHBOARD_TASKS = 10
@@ -101,7 +108,7 @@ class Observer:
         if event is None and not fields:
             return True
         try:
-            obj = json.loads(line)
+            obj = candidate_json(line)
         except ValueError:
             return False
         if not isinstance(obj, dict):
@@ -113,7 +120,7 @@ class Observer:
     def alerts(self) -> list[str]:
         status, _h, body = self._http("orchestrator", "/api/alerts")
         try:
-            return [a.get("name") for a in json.loads(body).get("alerts", [])] if status == 200 else []
+            return [a.get("name") for a in candidate_json(body).get("alerts", [])] if status == 200 else []
         except (ValueError, AttributeError):
             return []
 
@@ -123,17 +130,17 @@ class Observer:
         if status != 200:
             return []
         try:
-            listed = json.loads(body).get("tasks", [])
+            listed = candidate_json(body).get("tasks", [])
         except (ValueError, AttributeError):
             return []
         out = []
-        for t in listed:
-            if t.get("status") not in ("succeeded", "failed"):
+        for t in listed if isinstance(listed, list) else []:
+            if not isinstance(t, dict) or t.get("status") not in ("succeeded", "failed"):
                 continue
             if t["status"] == "failed":
-                st, _h, detail = self._http("orchestrator", f"/api/tasks/{t['task_id']}")
+                st, _h, detail = self._http("orchestrator", f"/api/tasks/{t.get('task_id')}")
                 try:
-                    t = json.loads(detail) if st == 200 else t
+                    t = candidate_json(detail) if st == 200 else t
                 except ValueError:
                     pass
             out.append(t)
