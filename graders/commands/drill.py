@@ -107,6 +107,12 @@ def run(args) -> int:
         print(f"faultdrill drill: could not start the system: {why}", file=sys.stderr)
         return 3
     status = 0
+    # SIGTERM (a CI timeout, `kill`) ends the drill like Ctrl-C: healed, reported, stopped.
+    import signal
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous_term = signal.signal(signal.SIGTERM, _term)
     drill = Drill(session, incident, seed=seed, out=args.out, stream=sys.stdout,
                   warmup_s=max(0.0, args.warmup), submission_name=submission.name,
                   sandbox={"enabled": getattr(session.system.deployment, "sandboxed", None)})
@@ -122,7 +128,7 @@ def run(args) -> int:
         reason = run_console(drill, script if script is not None else sys.stdin,
                              time_limit_s=args.time_limit)
     except KeyboardInterrupt:
-        reason, status = "interrupted (Ctrl-C)", 130
+        reason, status = "interrupted (Ctrl-C or SIGTERM)", 130
     finally:
         if script is not None:
             script.close()
@@ -133,6 +139,7 @@ def run(args) -> int:
         finally:
             report = session.close()
             drill.record.cleanup_ok = report is None or report.ok
+            signal.signal(signal.SIGTERM, previous_term)
     js, html = write_report(drill.record.as_json(), args.out)
     marks = drill.record.marks()
     print(f"drill ended ({drill.record.end_reason}); marks after injection: "

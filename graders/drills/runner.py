@@ -41,6 +41,7 @@ COMMANDS = {
     "end": "finish: heal, write the report, stop everything",
 }
 MAX_WAIT_S = 120.0
+MAX_LINE = 4096                # console lines are cut there (a runaway input cannot grow memory)
 
 
 class Drill:
@@ -260,8 +261,15 @@ def run_console(drill: Drill, lines: Iterable[str], *, time_limit_s: float) -> s
 
     def reader() -> None:
         try:
-            for line in lines:
-                q.put(line)
+            if hasattr(lines, "readline"):      # a file or stdin: every line is bounded
+                while True:
+                    line = lines.readline(MAX_LINE)
+                    if not line:
+                        break
+                    q.put(line)
+            else:
+                for line in lines:
+                    q.put(line[:MAX_LINE])
         finally:
             q.put(None)
 
