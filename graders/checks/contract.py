@@ -16,7 +16,7 @@ from graders import oracle
 from graders.checks.common import (dig, error_problems, expect_error, expect_ok, first_difference,
                                    redact, send, submit)
 from graders.checks.registry import CheckFailed, check
-from graders.client import FRAME_LIMITS, Connection, ConnectionClosed, make_request, new_msg_id
+from graders.client import FRAME_LIMITS, Connection, ConnectionClosed, make_request
 from graders.drivers.base import StartError
 
 ROLES = ("orchestrator", "collector", "analyzer", "reporter")
@@ -61,6 +61,8 @@ def _invalid_cases(ctx) -> list[tuple[str, dict, str]]:
         ("FD_ANALYZER_ADDR port 0", {"FD_ANALYZER_ADDR": "127.0.0.1:0"}, "FD_ANALYZER_ADDR"),
         ("FD_ROUTES not a prefix", {"FD_ROUTES": '{"triage": ["collect", "report"]}'}, "FD_ROUTES"),
         ("FD_TOKEN unset", {"FD_TOKEN": ""}, "FD_TOKEN"),
+        ("FD_TLS_CA naming a missing file", {"FD_TLS_CA": "/nonexistent/faultdrill-ca.pem"}, "FD_TLS_CA"),
+        ("FD_REPORTER_ADDR with an invalid host", {"FD_REPORTER_ADDR": "bad_host!:7003"}, "FD_REPORTER_ADDR"),
     ]
     return cases
 
@@ -119,8 +121,9 @@ def config_ranges(ctx):
     with spaces and tabs, which are ignored). Then one start per invalid value: one past
     the high end and one below the low end of every integer variable, a port of 65536,
     an HTTP port equal to the listen port, non-digits, an unknown log level,
-    FD_TLS_CLIENT_AUTH=2, agent addresses with ports 0 and 65536, a non-prefix route and
-    no token: each must exit with status 2 and a stderr line naming the variable."""
+    FD_TLS_CLIENT_AUTH=2, agent addresses with ports 0 and 65536 or an invalid host, a
+    non-prefix route, a TLS file that does not exist and no token: each must exit with
+    status 2 and a stderr line naming the variable."""
     dep = ctx.deployment
     low = {name: f" {lo}\t" for name, lo, _hi in INT_RANGES}
     high = {name: str(hi) for name, _lo, hi in INT_RANGES}
@@ -143,12 +146,32 @@ def config_ranges(ctx):
 
 @check(id="contract.largest_task", title="the largest valid task succeeds on every route",
        items=["orchestration.pipeline"], weight=1, stage=1, challenge="pipeline-basics",
-       timeout=60.0)
+       timeout=120.0)
 def largest_task(ctx):
     """A submit frame of exactly 1 MiB (the orchestrator's limit) holding 10,000 records,
     each an event of its own service with non-ASCII text, on each route (triage, parse,
     stats): the step payloads and results are several MB (SPEC §4: up to 16 MiB between
-    services and in replies); the result must equal the oracle's."""
+    services and in replies); the result must equal the oracle's. This is a question of
+    sizes, not speed: the orchestrator is restarted for it with an attempt timeout of 20 s
+    and a task deadline of 60 s."""
+    dep = ctx.deployment
+    dep.stop("orchestrator")
+    dep.start("orchestrator", LARGE_TASK_ENV)
+    ctx.topo.wait_ready(5.0)
+    ctx.note("action", "orchestrator restarted with FD_ATTEMPT_TIMEOUT_MS=20000, FD_TASK_DEADLINE_MS=60000")
+    try:
+        _largest_tasks(ctx)
+    finally:
+        dep.stop("orchestrator")
+        dep.start("orchestrator")
+        ctx.topo.wait_ready(5.0)
+        ctx.note("heal", "orchestrator back with the shared settings")
+
+
+LARGE_TASK_ENV = {"FD_ATTEMPT_TIMEOUT_MS": "20000", "FD_TASK_DEADLINE_MS": "60000"}
+
+
+def _largest_tasks(ctx) -> None:
     limit = FRAME_LIMITS["orchestrator"]
     for task_type in ("parse", "stats", "triage"):
         tid = ctx.task_id("largest")
@@ -163,8 +186,8 @@ def largest_task(ctx):
         size = len(json.dumps(req, ensure_ascii=False, separators=(",", ":")).encode())
         if size != limit:
             raise RuntimeError(f"grader bug: the largest submit is {size} bytes, not {limit}")
-        with ctx.topo.connect(timeout=30.0) as conn:
-            reply = conn.request(req, timeout=30.0)
+        with ctx.topo.connect(timeout=70.0) as conn:
+            reply = conn.request(req, timeout=70.0)
         summary = {"task_type": task_type, "task_id": tid, "records": len(task_input["records"]),
                    "frame_bytes": size}
         payload = expect_ok(reply, "submit", sent=summary, token=ctx.token,
@@ -180,10 +203,10 @@ def largest_task(ctx):
                              f"{len(json.dumps(expected).encode()) // 1024} KiB equal to the oracle")
 
 
-def _padded_hello(token: str, size: int) -> bytes:
+def _padded_hello(token: str, size: int, msg_id: str) -> bytes:
     """A valid hello frame of exactly `size` bytes (JSON whitespace before the last brace)."""
     body = json.dumps(make_request("hello", {"versions": [1], "role": "orchestrator"}, token=token,
-                                   msg_id=new_msg_id()), separators=(",", ":")).encode()
+                                   msg_id=msg_id), separators=(",", ":")).encode()
     return body[:-1] + b" " * (size - len(body)) + b"}"
 
 
@@ -199,16 +222,17 @@ def frame_limits(ctx):
         limit = FRAME_LIMITS[role]
         ep = dep.endpoint(role)
         with Connection(ep.host, ep.port, timeout=20.0) as conn:
-            conn.send_raw(_padded_hello(ctx.token, limit) + b"\r\n")
+            mid = ctx.msg_id()
+            conn.send_raw(_padded_hello(ctx.token, limit, mid) + b"\r\n")
             reply = conn.recv(timeout=20.0)
-            if dig(reply, "type") != "hello_ok" or reply.get("in_reply_to") != "m-limit":
+            if dig(reply, "type") != "hello_ok" or reply.get("in_reply_to") != mid:
                 raise CheckFailed(f"{role}: a hello of exactly {limit} bytes followed by \\r\\n must be read",
                                   sent=f"a valid hello padded to {limit} bytes + \\r\\n",
-                                  expected="hello_ok for m-limit", received=redact(reply, ctx.token),
+                                  expected="hello_ok echoing its msg_id", received=redact(reply, ctx.token),
                                   hint="SPEC §4: the limit counts the frame only; neither the \\n nor "
                                        "a \\r just before it counts.")
         with Connection(ep.host, ep.port, timeout=20.0) as conn:
-            conn.send_raw(_padded_hello(ctx.token, limit + 1) + b"\n")
+            conn.send_raw(_padded_hello(ctx.token, limit + 1, ctx.msg_id()) + b"\n")
             try:
                 reply = conn.recv(timeout=20.0)
             except ConnectionClosed:
@@ -236,7 +260,7 @@ def _no_token(ctx, what: str, reply: dict, sent: dict) -> None:
 @check(id="contract.token_echo", title="a msg_id or task_id holding the token is never echoed",
        items=["security.secrets"], weight=1, stage=3, challenge="bad-tokens")
 def token_echo(ctx):
-    """To the orchestrator and the collector: a wrong token with msg_id "m-<token>" ->
+    """To the orchestrator and the collector: a wrong token with a msg_id ending in the token ->
     unauthorized with in_reply_to null; the right token with that msg_id ->
     schema_violation at $.msg_id, in_reply_to null; the right token with task_id
     "<token>-t" -> schema_violation at $.task_id, task_id null, and no record file for it.
@@ -244,7 +268,7 @@ def token_echo(ctx):
     dep = ctx.deployment
     work = {"orchestrator": ("status", {}), "collector": ("collect", {"source": "s", "records": []})}
     for role, (rtype, payload) in work.items():
-        msg_id = "m-" + ctx.token
+        msg_id = ctx.msg_id()[:12] + ctx.token
         bad = make_request(rtype, payload, token="wrong-" + ctx.token[:4], msg_id=msg_id, task_id=ctx.task_id())
         _sent, reply = _send_frame(ctx, role, bad)
         expect_error(reply, "unauthorized", sent=bad, token=ctx.token, what=f"{role}: wrong token")
@@ -342,3 +366,135 @@ def number_equality(ctx):
     req, reply = send(ctx, "collector", "collect", payloads[2], task_id=ctid)
     expect_error(reply, "idempotency_conflict", sent=req, token=ctx.token,
                  what="collector: the same (task_id, collect) with 2^53 + 4")
+
+
+def _expect_violation(ctx, role: str, req: dict, path: str, what: str) -> None:
+    _sent, reply = _send_frame(ctx, role, req)
+    shown = {k: (v if not isinstance(v, str) or len(v) < 80 else f"<{len(v)} characters>")
+             for k, v in redact(req, ctx.token).items()}
+    err = expect_error(reply, "schema_violation", sent=shown, token=ctx.token, what=f"{role}: {what}")
+    if dig(err, "details", "path") != path:
+        raise CheckFailed(f"{role}: {what}: the schema_violation must name {path}", sent=shown,
+                          expected=f"details.path {path}", received=redact(reply, ctx.token))
+
+
+@check(id="contract.envelope_bounds", title="length and range limits of the envelope and payloads, at and one past",
+       items=["security.input_validation"], weight=1, stage=4, challenge="schema-drift")
+def envelope_bounds(ctx):
+    """Each SPEC limit on its two sides: a msg_id of 128 characters is echoed, 129 is
+    schema_violation at $.msg_id; a task_id of 64 characters is read (status: not_found),
+    65 is schema_violation at $.task_id; list limit 1000 is served, 1001 and 0 are
+    schema_violation at $.payload.limit; thresholds error_permille 1000 and
+    p95_latency_ms 10^9 are accepted, 1001 and 10^9 + 1 are schema_violation at their
+    path; 10,001 records are schema_violation at $.payload.input.records (submit) and
+    $.payload.records (collect); a record of exactly 4096 characters is parsed, 4097 is
+    rejected too_long."""
+    hello = {"versions": [1], "role": "orchestrator"}
+    for role in ("orchestrator", "collector"):
+        longest = (ctx.msg_id() * 8)[:128]
+        req = make_request("hello", hello, token=ctx.token, msg_id=longest)
+        _sent, reply = _send_frame(ctx, role, req)
+        if dig(reply, "type") != "hello_ok" or reply.get("in_reply_to") != longest:
+            raise CheckFailed(f"{role}: a msg_id of exactly 128 characters is valid and echoed",
+                              sent="hello, msg_id of 128 characters", expected="hello_ok echoing it",
+                              received=redact(reply, ctx.token))
+        _expect_violation(ctx, role, make_request("hello", hello, token=ctx.token,
+                                                  msg_id=(ctx.msg_id() * 8)[:129]),
+                          "$.msg_id", "a msg_id of 129 characters")
+    tid64 = (ctx.task_id() * 4)[:64]
+    req, reply = send(ctx, "orchestrator", "status", {}, task_id=tid64)
+    expect_error(reply, "not_found", sent=req, token=ctx.token, what="status for a 64-character task_id")
+    _expect_violation(ctx, "orchestrator", make_request("status", {}, token=ctx.token, task_id=tid64 + "x"),
+                      "$.task_id", "a task_id of 65 characters")
+    req, reply = send(ctx, "orchestrator", "list", {"limit": 1000})
+    expect_ok(reply, "list", sent=req, token=ctx.token, what="list with limit 1000")
+    for bad in (1001, 0):
+        _expect_violation(ctx, "orchestrator", make_request("list", {"limit": bad}, token=ctx.token),
+                          "$.payload.limit", f"list with limit {bad}")
+    small = oracle.generate_input(ctx.rng, 4, bad_fraction=0.0)
+    top = dict(small, thresholds={"error_permille": 1000, "p95_latency_ms": 10 ** 9})
+    req, reply = submit(ctx, ctx.task_id("bounds"), top)
+    p = expect_ok(reply, "submit", sent=req, token=ctx.token,
+                  what="thresholds at their maximum (error_permille 1000, p95_latency_ms 10^9)")
+    diff = first_difference(oracle.expected_result("triage", top), p.get("result"))
+    if diff:
+        raise CheckFailed(f"thresholds at their maximum: the result differs from the oracle at {diff}",
+                          sent=redact(req, ctx.token), expected="the oracle's result", received=diff)
+    for member, value in (("error_permille", 1001), ("p95_latency_ms", 10 ** 9 + 1)):
+        bad = dict(small, thresholds={member: value})
+        _expect_violation(ctx, "orchestrator",
+                          make_request("submit", {"task_type": "triage", "input": bad}, token=ctx.token,
+                                       task_id=ctx.task_id("bounds")),
+                          f"$.payload.input.thresholds.{member}", f"thresholds.{member} = {value}")
+    many = [1] * 10_001
+    _expect_violation(ctx, "orchestrator",
+                      make_request("submit", {"task_type": "parse",
+                                              "input": {"source": "s", "records": many}},
+                                   token=ctx.token, task_id=ctx.task_id("bounds")),
+                      "$.payload.input.records", "a submit of 10,001 records")
+    _expect_violation(ctx, "collector",
+                      make_request("collect", {"source": "s", "records": many}, token=ctx.token,
+                                   task_id=ctx.task_id("bounds")),
+                      "$.payload.records", "a collect of 10,001 records")
+    head = "2026-11-29T10:00:00Z info svc 5 "
+    records = [head + "m" * (4096 - len(head)), head + "m" * (4097 - len(head))]
+    payload = {"source": "s", "records": records}
+    req, reply = send(ctx, "collector", "collect", payload, task_id=ctx.task_id("bounds"))
+    out = expect_ok(reply, "collect", sent={"records": ["<4096 characters>", "<4097 characters>"]},
+                    token=ctx.token, what="records of 4096 and 4097 characters")
+    diff = first_difference(oracle.collect(payload), out)
+    if diff:
+        raise CheckFailed(f"records of 4096 / 4097 characters: the output differs from the oracle at {diff}",
+                          expected="4096 characters parsed, 4097 rejected too_long", received=diff)
+
+
+@check(id="contract.crash_marks_failed", title="a task active at a crash is failed with timeout at restart, then re-runs",
+       items=["memory.durability"], weight=1, stage=6, challenge="crash-restart", timeout=40.0)
+def crash_marks_failed(ctx):
+    """A task is submitted with wait:false while the collector's replies are delayed (0.4 x
+    FD_ATTEMPT_TIMEOUT_MS); once its collect reached the collector, the orchestrator is SIGKILLed and restarted.
+    SPEC §11.1: a task found queued or running at start-up is marked failed with a timeout
+    error, so status says failed (error timeout) and resubmitting the same payload runs it
+    again (replay:false) with the oracle's result."""
+    from graders.faults.proxy import Latency
+    topo, dep = ctx.topo, ctx.deployment
+    task_input = oracle.generate_input(ctx.rng, 6)
+    tid = ctx.task_id("crash")
+    # Slow enough that the task is still running when the kill comes, fast enough that a
+    # hello and a collect each fit in one attempt.
+    delay_ms = max(50, int(topo.settings.get("FD_ATTEMPT_TIMEOUT_MS", "1000")) * 2 // 5)
+    tox = topo.agent_proxy["collector"].add(Latency(latency_ms=delay_ms, stream="downstream"))
+    ctx.note("fault", f"collector replies delayed {delay_ms} ms")
+    try:
+        req, reply = submit(ctx, tid, task_input, wait=False)
+        expect_ok(reply, "submit", sent=req, token=ctx.token, what="submit with wait:false")
+        seen = topo.agent_proxy["collector"].wait_for(
+            lambda evs: any(e.kind == "frame" and e.direction == "upstream" and isinstance(e.frame, dict)
+                            and e.frame.get("task_id") == tid for e in evs), 5.0)
+        if not seen:
+            recent = [(e.kind, e.direction, dig(e.frame, "type"), dig(e.frame, "task_id"))
+                      for e in topo.agent_proxy["collector"].events[-6:]]
+            raise CheckFailed("the task's collect never reached the collector", expected=f"a collect for {tid}",
+                              received=recent)
+        dep.kill("orchestrator")
+        ctx.note("fault", "orchestrator SIGKILLed while the task runs")
+    finally:
+        topo.agent_proxy["collector"].remove(tox)
+    dep.restart("orchestrator")
+    topo.wait_ready(5.0)
+    ctx.note("heal", "orchestrator restarted")
+    req, reply = send(ctx, "orchestrator", "status", {}, task_id=tid)
+    status = expect_ok(reply, "status", sent=req, token=ctx.token, what="status of the task after the crash")
+    if status.get("status") != "failed" or dig(status, "error", "name") != "timeout":
+        raise CheckFailed("a task that was running at a crash must be failed with a timeout error at restart",
+                          sent=redact(req, ctx.token), expected={"status": "failed", "error.name": "timeout"},
+                          received={"status": status.get("status"), "error": status.get("error")},
+                          hint="SPEC §11.1: on start-up, mark every queued or running task failed (timeout), "
+                               "so that a resubmission runs it again.")
+    req, reply = submit(ctx, tid, task_input)
+    p = expect_ok(reply, "submit", sent=req, token=ctx.token, what="the same task resubmitted after the crash")
+    diff = first_difference(oracle.expected_result("triage", task_input), p.get("result"))
+    if reply.get("replay") is not False or diff:
+        raise CheckFailed("the resubmitted task must run again (replay:false) with the oracle's result",
+                          sent=redact(req, ctx.token), expected="replay: false, the oracle's result",
+                          received={"replay": reply.get("replay"), "first difference": diff})
