@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from graders.decode import decode_json
+
 # Default cap of each context value (sent / expected / received) in characters.
 CONTEXT_LIMIT = 600
 # At most this many differences are listed; the rest are counted.
@@ -191,8 +193,8 @@ def _as_structure(value):
         except UnicodeDecodeError:
             return value
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
-        try:
-            return json.loads(value)
+        try:   # candidate bytes: the bounded decoder (`[` x 3000 must not recurse)
+            return decode_json(value, what="received", max_bytes=16 * 1024 * 1024)
         except ValueError:
             return value
     return value

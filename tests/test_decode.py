@@ -175,3 +175,11 @@ def test_hostile_bytes_during_checks_are_failures_not_grader_errors(hostile_byte
         reasons = "\n".join(run.outputs.values())
         for reason in ("nested deeper than 64 levels", "not UTF-8", "NaN is not JSON", "too large for a double"):
             assert reason in reasons, reason
+
+
+def test_feedback_reads_received_evidence_through_the_decoder():
+    """The candidate feedback compares received JSON as a structure: a reply of `[` x 3000
+    stays text there instead of raising RecursionError in the check command."""
+    from graders.feedback import _as_structure
+    assert _as_structure(b"[" * 3000) == "[" * 3000
+    assert _as_structure('{"a": [1]}') == {"a": [1]}
