@@ -549,6 +549,9 @@ def _hint_for(exc) -> str:
         return "The service closed the connection (EOF) without replying: did it crash, or close after one request? Connections are persistent."
     if name == "BadReply":
         return "The reply was not one JSON object on one line: check for pretty-printing, extra prints on the socket, or a missing \\n."
+    if name == "CandidateDataError":
+        return ("The grader refused to decode what the service sent: SPEC §4 wants UTF-8 JSON, "
+                "at most 32 levels deep, without NaN/Infinity or numbers too large for a double.")
     if name == "StartError":
         return "The service did not start: its TCP port must accept connections and GET /livez must answer 200 within 10 s."
     if "HTTPException" in {cls.__name__ for cls in type(exc).__mro__}:
