@@ -96,6 +96,14 @@ def test_cli_start_key_status_and_usage_errors(tmp_path):
     shown = subprocess.run(cli + ["key", str(out), "--key", str(key)], capture_output=True, text=True,
                            timeout=60, cwd=paths.REPO_ROOT)
     assert shown.returncode == 0 and chosen["fix"] in shown.stdout and "no verify attempts" in shown.stdout
+    for n in range(1, len(chosen["hints"]) + 1):
+        hint = subprocess.run(cli + ["hint", str(out), "--key", str(key)], capture_output=True, text=True,
+                              timeout=60, cwd=paths.REPO_ROOT)
+        assert hint.returncode == 0 and chosen["hints"][n - 1] in hint.stdout
+    over = subprocess.run(cli + ["hint", str(out), "--key", str(key)], capture_output=True, text=True,
+                          timeout=60, cwd=paths.REPO_ROOT)
+    assert "no hints left" in over.stdout
+    assert len(json.loads(key.read_text())["hints"]) == len(chosen["hints"])
     bad = subprocess.run(cli + ["verify", str(tmp_path / "nothing")], capture_output=True, text=True,
                          timeout=60, cwd=paths.REPO_ROOT)
     assert bad.returncode == 2 and "no answer key" in bad.stderr

@@ -251,5 +251,28 @@ def verify(copy: Path, *, key_file: Path | None = None, run_all: bool = False,
     return attempt
 
 
+def record_hint(copy: Path, *, key_file: Path | None = None, defect_id: str | None = None) -> dict | None:
+    """The next hint of a planted defect's ladder, recorded in the key with its time
+    (None when its hints are used up)."""
+    key_path, key = load_key(copy, key_file)
+    defects = {d["id"]: d for d in key["defects"]}
+    if defect_id is None:
+        if len(defects) > 1:
+            raise HuntError(f"several defects are planted: pass --defect ({', '.join(defects)})")
+        defect_id = next(iter(defects))
+    if defect_id not in defects:
+        raise HuntError(f"{defect_id!r} is not planted in this hunt ({', '.join(defects)})")
+    given = [h for h in key.setdefault("hints", []) if h["defect"] == defect_id]
+    ladder = defects[defect_id]["hints"]
+    if len(given) >= len(ladder):
+        return None
+    hint = {"defect": defect_id, "number": len(given) + 1, "of": len(ladder),
+            "text": ladder[len(given)], "at": time.time(),
+            "elapsed_s": round(time.time() - key["started_at"], 1)}
+    key["hints"].append(hint)
+    _write_key(key_path, key)
+    return hint
+
+
 def defects_of(key: dict) -> list[Defect]:
     return [Defect(**{**d, "checks": tuple(d["checks"]), "hints": tuple(d["hints"])}) for d in key["defects"]]

@@ -3,7 +3,8 @@
     faultdrill bughunt start OUT [--seed N] [--defects K]   # the candidate's copy in OUT
     faultdrill bughunt key OUT                              # interviewer: what was planted
     faultdrill bughunt verify OUT                           # does the fix hold? (recorded)
-    faultdrill bughunt status OUT                           # elapsed time and attempts
+    faultdrill bughunt hint OUT                             # the next hint (recorded)
+    faultdrill bughunt status OUT                           # elapsed time, hints, attempts
 
 The answer key stays outside OUT (this user's private state directory, or --key FILE)
 and never enters the candidate bundle. Verify grades the copy with the grader's own
@@ -48,6 +49,10 @@ def add_arguments(parser) -> None:
         p.add_argument("out", type=Path)
         p.add_argument("--key", type=Path, default=None)
         p.add_argument("--json", action="store_true")
+    p = sub.add_parser("hint", help="the next hint of the ladder, recorded with its time")
+    p.add_argument("out", type=Path)
+    p.add_argument("--key", type=Path, default=None)
+    p.add_argument("--defect", default=None, metavar="ID", help="which planted defect (when several)")
     sub.add_parser("list", help="every defect in the catalogue (interviewer only)")
 
 
@@ -121,10 +126,27 @@ def _status(args, show_key: bool) -> int:
             print(f"  checks:  {', '.join(d['checks'])}")
     print(f"\nfiles changed since hand-out: "
           f"{', '.join(changed_files(Path(args.out), key.get('handed_out', {}))) or 'none'}")
+    for h in key.get("hints", []):
+        print(f"hint {h['number']} for {h['defect']} at {h['elapsed_s'] / 60:.1f} min")
     for a in key["attempts"]:
         print(f"attempt {a['number']} at {a['elapsed_s'] / 60:.1f} min: {a['outcome']}")
     if not key["attempts"]:
         print("no verify attempts yet")
+    return 0
+
+
+def _hint(args) -> int:
+    from graders.bughunt.hunt import HuntError, record_hint
+    try:
+        hint = record_hint(args.out, key_file=args.key, defect_id=args.defect)
+    except HuntError as exc:
+        print(f"faultdrill bughunt: {exc}", file=sys.stderr)
+        return 2
+    if hint is None:
+        print("no hints left for this defect")
+        return 0
+    print(f"hint {hint['number']}/{hint['of']} for {hint['defect']} at {hint['elapsed_s'] / 60:.1f} min "
+          f"(read it out): {hint['text']}")
     return 0
 
 
@@ -147,7 +169,9 @@ def run(args) -> int:
             return _status(args, show_key=args.hunt_command == "key")
         if args.hunt_command == "list":
             return _list()
-        print("faultdrill bughunt: name an action: start, verify, status, key, list", file=sys.stderr)
+        if args.hunt_command == "hint":
+            return _hint(args)
+        print("faultdrill bughunt: name an action: start, verify, hint, status, key, list", file=sys.stderr)
         return 2
     except (HuntError, DefectError, OSError) as exc:
         print(f"faultdrill bughunt: {exc}", file=sys.stderr)
