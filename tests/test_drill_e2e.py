@@ -166,7 +166,7 @@ def test_ctrl_c_ends_a_drill_with_a_report_and_nothing_left(tmp_path):
     import signal
     proc = subprocess.Popen([sys.executable, "-m", "graders.cli", "drill", "--incident", "health",
                              "--seed", "2", "--out", str(tmp_path / "r"), "--port-base", "0",
-                             "--warmup", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             "--warmup", "1", "--control-port", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=paths.REPO_ROOT)
     try:
         lines, deadline = [], time.monotonic() + 60
@@ -177,6 +177,13 @@ def test_ctrl_c_ends_a_drill_with_a_report_and_nothing_left(tmp_path):
                 break
         proc.stdin.write("detected\n")
         proc.stdin.flush()
+        # a fault added by hand through the control API lands on the drill's timeline
+        import re
+        port = int(re.search(r"--api-port (\d+)", "".join(lines)).group(1))
+        added = subprocess.run([sys.executable, "-m", "graders.cli", "fault", "--api-port", str(port),
+                                "add", "collector", "latency", "-a", "latency=50"],
+                               capture_output=True, text=True, timeout=60, cwd=paths.REPO_ROOT)
+        assert added.returncode == 0, added.stderr
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]
@@ -189,4 +196,5 @@ def test_ctrl_c_ends_a_drill_with_a_report_and_nothing_left(tmp_path):
     assert rec["end_reason"].startswith("interrupted") and rec["cleanup_ok"] is True
     kinds = [e["kind"] for e in rec["events"]]
     assert "detected" in kinds and "heal" in kinds
+    assert [e for e in rec["events"] if e.get("by_hand") and "/proxies/collector/toxics" in e["text"]]
     assert "report:" in rest

@@ -22,6 +22,7 @@ written).
 """
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import sys
@@ -52,6 +53,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--port-base", type=int, default=7000,
                         help="orchestrator port, others follow as in `faultdrill up` (0: free ports)")
     parser.add_argument("--warmup", type=float, default=2.0, help="healthy seconds before the injection")
+    parser.add_argument("--control-port", type=int, default=None,
+                        help="also serve the live control API here (0: any free port), so that "
+                             "`faultdrill fault ...` can add faults by hand; they are recorded")
     parser.add_argument("--time-limit", type=float, default=3600.0, help="end the drill after this many seconds")
     parser.add_argument("--unsafe-no-sandbox", action="store_true",
                         help="run the services without the grader's sandbox (trusted code only)")
@@ -96,7 +100,8 @@ def run(args) -> int:
     try:
         session = LiveSession.start(submission, seed=seed, token=secrets.token_urlsafe(18),
                                     port_base=args.port_base or None, settings=LIVE_SETTINGS,
-                                    traffic_rate=args.traffic, api_port=None,
+                                    traffic_rate=args.traffic, api_port=args.control_port,
+                                    write_state_file=args.control_port is not None,
                                     unsafe_no_sandbox=args.unsafe_no_sandbox)
     except KeyboardInterrupt:
         return 130
@@ -117,11 +122,16 @@ def run(args) -> int:
                   warmup_s=max(0.0, args.warmup), submission_name=submission.name,
                   sandbox={"enabled": getattr(session.system.deployment, "sandboxed", None)})
     script = None
+    session.api.on_change = lambda method, path, data: drill.record.add(
+        "fault", f"by hand: {method} {path} {json.dumps(data) if data else ''}".strip(), by_hand=True)
     try:
         if drill.record.sandbox.get("enabled") is False:
             print("UNSANDBOXED: the services run without the grader's sandbox", flush=True)
         print("\n".join(drill.candidate_view()), flush=True)
         drill.show_key()
+        if session.api_url:
+            print(f"control API (interviewer only): {session.api_url}  faultdrill fault "
+                  f"--api-port {session.server.address[1]} ...  (recorded on the timeline)", flush=True)
         print("console: `help` lists the commands; `end` finishes the drill", flush=True)
         drill.start()
         script = open(args.script, encoding="utf-8") if args.script else None

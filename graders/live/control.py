@@ -76,15 +76,25 @@ class ControlAPI:
     def __init__(self, system, actions: Actions, *, token: str, traffic=None, port: int = 0):
         self.system, self.actions, self.token, self.traffic = system, actions, token, traffic
         self.port = port
+        self.on_change = None
         self._lock = threading.Lock()
 
     # --- entry point ------------------------------------------------------------------
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        """(status, JSON body or None) for one request; never raises."""
+        """(status, JSON body or None) for one request; never raises. Every change that
+        succeeded is passed to `on_change(method, path, data)` when set (a drill records
+        faults injected by hand on its timeline)."""
         try:
             self._authorize(headers)
             data = self._json(body) if method in ("POST", "PUT") else None
-            return self._route(method, path.split("?", 1)[0].rstrip("/") or "/", data)
+            clean = path.split("?", 1)[0].rstrip("/") or "/"
+            status, answer = self._route(method, clean, data)
+            if method != "GET" and status < 400 and self.on_change is not None:
+                try:
+                    self.on_change(method, clean, data)
+                except Exception:  # noqa: BLE001 - a recorder's failure never fails the API
+                    pass
+            return status, answer
         except _Reply as reply:
             return reply.status, reply.body
         except (FaultError, ToxicError) as exc:
