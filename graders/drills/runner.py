@@ -94,7 +94,10 @@ class Drill:
                  "  health:     /livez and /readyz on the same ports",
                  f"  logs:       {self.out / 'candidate-logs'}/<service>.log (JSON lines, live)",
                  f"  this sheet: {self.out / 'CANDIDATE.txt'}",
-                 f"  protocol:   orchestrator tcp {':'.join(map(str, self.session.system.public_address('orchestrator')))}"]
+                 f"  protocol:   orchestrator tcp {':'.join(map(str, self.session.system.public_address('orchestrator')))}"
+                 f"  token {self.session.system.token}",
+                 f"  try:        faultdrill task --port {self.session.system.public_address('orchestrator')[1]} "
+                 f"--token {self.session.system.token} FILE.json"]
         return lines
 
     # --- lifecycle ---------------------------------------------------------------------------
