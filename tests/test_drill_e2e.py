@@ -66,7 +66,7 @@ def test_scripted_drill_records_symptoms_marks_and_metrics(drill_run):
     assert "dashboard" in sheet and "service-discovery" not in sheet and "ANSWER" not in sheet
     rec = json.loads((report / "drill.json").read_text())
     kinds = [e["kind"] for e in rec["events"]]
-    assert kinds[:3] == ["start", "inject", "fault"]
+    assert kinds[:3] == ["start", "inject", "fault"] and "warning" not in kinds
     order = [kinds.index(k) for k in ("inject", "hint", "detected", "diagnosed", "mitigated", "level", "heal", "end")]
     assert order == sorted(order)
     marks = rec["marks_after_injection_s"]

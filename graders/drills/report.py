@@ -88,6 +88,8 @@ def render_html(rec: dict) -> str:
         banner += '<p class="banner">UNSANDBOXED: the services ran without the grader\'s sandbox.</p>'
     if rec.get("cleanup_ok") is False:
         banner += '<p class="banner">INCOMPLETE: something could not be stopped at the end of the drill.</p>'
+    for w in [e for e in events if e["kind"] == "warning"]:
+        banner += f'<p class="banner">WARNING: {_e(w.get("text"))}</p>'
     legend = " ".join(f'<span style="color:{c}">&#9646; {k}</span>' for k, c in _MARK_COLOURS.items())
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -144,6 +144,14 @@ class Drill:
         self._spawn(self._relay_logs, "drill-logs")
         self.say(f"healthy warm-up for {self.warmup_s:g} s, then the incident is injected")
         self._stop.wait(self.warmup_s)
+        if self.session.traffic is not None:
+            warm = self.session.traffic.recent(max(self.warmup_s, 0.5))
+            bad = [o for o in warm if o.outcome != "ok"]
+            if not warm or bad:
+                text = (f"the system was not healthy before the injection: {len(bad)} of {len(warm)} "
+                        "tasks failed during the warm-up; symptoms may not be the incident's")
+                self.record.add("warning", text)
+                self.say("WARNING: " + text)
         self.schedule = Schedule(self.session.actions, self.incident.faults,
                                  on_event=lambda e: self.record.add(
                                      "fault", _fault_text(e), fault=e["fault"], error=e.get("error")))
@@ -175,6 +183,12 @@ class Drill:
         self.record.add("settled" if gone.ok else "not_settled",
                         "every symptom is gone" if gone.ok else
                         "still visible after heal: " + "; ".join(gone.missing(list(self.incident.symptoms))))
+        never = [s["says"] for i, s in enumerate(self.incident.symptoms) if i not in self.record.symptoms_seen]
+        if never:
+            text = (f"{len(never)} of the incident's stated symptoms never appeared on this system "
+                    f"(the answer key may not match what the candidate saw): {'; '.join(never)}")
+            self.record.add("warning", text)
+            self.say("WARNING: " + text)
         self._stop.set()
         self.sampler.stop()
         for t in self._threads:
