@@ -498,3 +498,99 @@ def crash_marks_failed(ctx):
         raise CheckFailed("the resubmitted task must run again (replay:false) with the oracle's result",
                           sent=redact(req, ctx.token), expected="replay: false, the oracle's result",
                           received={"replay": reply.get("replay"), "first difference": diff})
+
+
+DRAIN_GRACE_MS = 1500
+DRAIN_ENV = {"FD_SHUTDOWN_GRACE_MS": str(DRAIN_GRACE_MS), "FD_TASK_DEADLINE_MS": "60000",
+             "FD_ATTEMPT_TIMEOUT_MS": "30000"}
+
+
+@check(id="contract.drain_cut_short", title="SIGTERM with a task that cannot finish: busy on open connections, timeout, exit 1",
+       items=["shutdown_health.shutdown"], weight=1, stage=10, challenge="tls-shutdown", timeout=40.0)
+def drain_cut_short(ctx):
+    """The orchestrator restarted with FD_SHUTDOWN_GRACE_MS=1500 (and a long deadline) runs a
+    task whose analyze is blackholed; a second connection is open and idle. On SIGTERM
+    (SPEC §17): a request sent on the open connection during the drain is answered (busy
+    expected), never closed unread; the waiting client gets timeout (1) with
+    details.timeout_ms = 1500 before the grace period ends (plus 1.5 s of slack); the
+    service exits with status 1 because work was cut short."""
+    import threading
+    from graders.faults.proxy import Timeout
+    topo, dep = ctx.topo, ctx.deployment
+    dep.stop("orchestrator")
+    dep.start("orchestrator", DRAIN_ENV)
+    topo.wait_ready(5.0)
+    ctx.note("action", f"orchestrator restarted with FD_SHUTDOWN_GRACE_MS={DRAIN_GRACE_MS}")
+    tox = topo.agent_proxy["analyzer"].add(Timeout(timeout_ms=0, stream="downstream"))
+    ctx.note("fault", "every byte from the analyzer dropped")
+    task_input = oracle.generate_input(ctx.rng, 5)
+    tid = ctx.task_id()
+    box: dict = {}
+    ep = dep.endpoint("orchestrator")
+    idle = Connection(ep.host, ep.port, timeout=10.0)
+    try:
+        expect_ok(idle.request(make_request("hello", {"versions": [1], "role": "orchestrator"},
+                                            token=ctx.token), timeout=5.0), "hello",
+                  what="hello on the connection kept open across the drain")
+
+        def waiting_client():
+            try:
+                box["reply"] = submit(ctx, tid, task_input, timeout=15.0, direct=True)[1]
+            except Exception as exc:  # noqa: BLE001 - judged below
+                box["error"] = f"{type(exc).__name__}: {exc}"
+            box["at"] = time.monotonic()
+
+        start = len(topo.agent_proxy["analyzer"].events)
+        th = threading.Thread(target=waiting_client, daemon=True)
+        th.start()
+        # The analyze step has begun once the orchestrator sends the analyzer anything
+        # (its hello on a fresh connection, or the analyze itself on a pooled one).
+        seen = topo.agent_proxy["analyzer"].wait_for(
+            lambda evs: any(e.kind == "frame" and e.direction == "upstream" for e in evs[start:]), 8.0)
+        if not seen:
+            raise CheckFailed("the task never reached the analyzer", expected="a frame to the analyzer")
+        dep.signal_term("orchestrator")
+        sent_at = time.monotonic()
+        ctx.note("action", "SIGTERM to the orchestrator while the task waits on the analyzer")
+        time.sleep(0.2)
+        req = make_request("status", {}, token=ctx.token, task_id=tid)
+        try:
+            reply = idle.request(req, timeout=5.0)
+        except ConnectionClosed:
+            raise CheckFailed("a request on a connection already open during the drain was closed unread",
+                              sent=redact(req, ctx.token), expected="a reply (busy is the expected answer)",
+                              received="EOF", hint="SPEC §17: requests arriving on open connections during "
+                                                   "the drain MUST be answered.") from None
+        if dig(reply, "type") not in ("error", "status_ok"):
+            raise CheckFailed("a request during the drain must be answered (busy expected)",
+                              sent=redact(req, ctx.token), expected="busy (11)", received=redact(reply, ctx.token))
+        th.join(DRAIN_GRACE_MS / 1000 + 5.0)
+        got = box.get("reply")
+        if got is None:
+            raise CheckFailed("the client waiting on the cut-short task got no reply",
+                              expected=f"timeout (1) with details.timeout_ms {DRAIN_GRACE_MS}",
+                              received=box.get("error", "nothing within the grace period + 5 s"))
+        err = expect_error(got, "timeout", token=ctx.token, what="the client waiting when the grace period ends",
+                           hint="SPEC §17: a client still waiting when the grace period is about to end "
+                                "gets timeout with details.timeout_ms = the grace period.")
+        if dig(err, "details", "timeout_ms") != DRAIN_GRACE_MS:
+            raise CheckFailed("the timeout reply must name the grace period", expected=DRAIN_GRACE_MS,
+                              received=dig(err, "details", "timeout_ms"))
+        late = box["at"] - sent_at
+        if late > DRAIN_GRACE_MS / 1000 + 1.5:
+            raise CheckFailed(f"the waiting client was answered {late:.1f} s after SIGTERM",
+                              expected=f"within {DRAIN_GRACE_MS} ms + 1.5 s", received=f"{late:.2f} s")
+        rc = dep.wait("orchestrator", DRAIN_GRACE_MS / 1000 + 5.0)
+        ctx.note("reaction", f"orchestrator exited with status {rc}")
+        if rc != 1:
+            raise CheckFailed("after cutting work short the service must exit with status 1",
+                              expected=1, received="still running" if rc is None else rc,
+                              hint="SPEC §17: exit 1 when a task was cut short by the grace period, else 0.")
+    finally:
+        idle.close()
+        topo.agent_proxy["analyzer"].remove(tox)
+        if dep.running("orchestrator"):
+            dep.kill("orchestrator")
+        dep.start("orchestrator")
+        topo.wait_ready(5.0)
+        ctx.note("heal", "orchestrator back with the shared settings")
