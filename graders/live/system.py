@@ -15,7 +15,6 @@ Toxiproxy users expect: each proxy is named after the service it fronts.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 
 from ..drivers.process import ProcessDriver, allocate_ports, release_ports
 from ..faults.proxy import FaultProxy
@@ -61,12 +60,6 @@ def make_driver(ports: dict[str, tuple[int, int]] | None, *, unsafe_no_sandbox: 
         # default (graders.sandbox.enabled_by_default()).
         kwargs["sandbox"] = False if unsafe_no_sandbox else None
     return ProcessDriver(**kwargs)
-
-
-@dataclass
-class _Plan:
-    public: dict[str, tuple[int, int]] | None     # role -> (proxy tcp, service http)
-    service_tcp: list[int]                        # claimed free ports for the services
 
 
 class LiveSystem:
