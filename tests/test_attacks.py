@@ -37,6 +37,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -305,6 +306,44 @@ def test_escaped_daemon_cannot_forge_the_reports(ws, honest):
     run = ws.grade(attack)
     assert_blocked(ws, attack, run, honest)
     assert "100% (60/60)" not in reports_text(run)
+
+
+def autograde(ws: Workspace, attack: Attack, label: str) -> dict:
+    """The Gradescope path: `python -m graders.packaging autograde` on a simulated
+    /autograder root whose submission is `attack`; returns results/results.json as it
+    stands AFTER_EXIT_S after the autograder exited."""
+    root = ws.root / "gradescope" / label
+    (root / "results").mkdir(parents=True)
+    shutil.copytree(attack.folder, root / "submission", symlinks=True)
+    (root / "submission_metadata.json").write_text(json.dumps({"id": 1010}))
+    env = grade_env({"FAULTDRILL_GRADE_ARGS": "--only " + ",".join(CHECKS),
+                     "FAULTDRILL_SEED": str(SEED), "FD_ATTACK_CANARY": ws.canary})
+    proc = subprocess.run([sys.executable, "-m", "graders.packaging", "autograde", "--root", str(root)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=GRADE_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
+    time.sleep(AFTER_EXIT_S)
+    return json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
+
+
+def _gradescope_view(doc: dict) -> tuple:
+    tests = sorted((t.get("extra_data", {}).get("check_id", t.get("name")), t.get("score"), t.get("status"))
+                   for t in doc.get("tests", []) if t.get("extra_data", {}).get("check_id"))
+    return doc.get("score"), tests
+
+
+@needs_sandbox
+def test_escaped_daemon_cannot_forge_the_gradescope_results(ws):
+    """The same forger through the Gradescope autograder: results.json (what the
+    platform records) is what the honest part earns, also after the autograder exited."""
+    expected = _gradescope_view(autograde(ws, ws.assemble(None, label="gs-honest"), "honest"))
+    attack = ws.assemble("forges-reports", label="gs-forges-reports")
+    got = autograde(ws, attack, "forges")
+    left = survivors(attack.nonce, -1)
+    kill(left)
+    assert _gradescope_view(got) == expected, f"Gradescope results differ from the honest part's: {got}"
+    assert expected[1] and any(status == "failed" for _c, _s, status in expected[1])
+    assert not attack.witnessed(), f"the attack got out: {attack.witnessed()}"
+    assert not left, f"processes left running after the autograder: {left}"
 
 
 def test_a_manifest_running_the_kits_reference_earns_nothing(ws):
