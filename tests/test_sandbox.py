@@ -287,3 +287,20 @@ def test_service_outlives_the_thread_that_started_it(tmp_path):
 def test_docker_never_runs_an_image_as_root(image_user, expected):
     from graders.drivers.docker import forced_user
     assert forced_user(image_user) == expected
+
+
+@sandbox_ok
+@pytest.mark.skipif(os.geteuid() != 0, reason="root mode only (user mode runs as the owner)")
+def test_a_folder_only_its_owner_can_read_is_still_served(tmp_path):
+    """A submission unpacked with umask 077 must not fail because the candidate's uid
+    cannot read it: the sandbox binds a readable copy at the same path."""
+    sub = _probe_submission(tmp_path)
+    os.chmod(sub, 0o700)
+    os.chmod(sub / "service.py", 0o600)
+    d = _deploy(sub)
+    try:
+        d.start("collector")
+        assert d.running("collector")
+        assert json.loads(d.read_memory("collector", "probe.json"))["write_submission"][0] == "denied"
+    finally:
+        assert d.close().proven_gone

@@ -32,8 +32,10 @@ import queue
 import select
 import random
 import resource
+import shutil
 import signal
 import socket
+import stat
 import sys
 import subprocess
 import tempfile
@@ -434,6 +436,41 @@ class ProcessDeployment(Deployment):
                 gid=self.gid if self.gid is not None else os.getgid(),
                 writable=[str(self.home)], readonly=[],
                 limits=Limits() if self.mode == "root" else Limits(processes=None))
+            from dataclasses import replace
+            self.spec = replace(self.spec, submission_src=self._readable_submission())
+
+    def _readable_submission(self) -> str | None:
+        """A copy of the submission the deployment's uid can read, when the original
+        cannot be read by others (e.g. unpacked with umask 077): the sandbox binds it at
+        the original path, so `{root}` and relative paths are unchanged. None when the
+        original is readable as it is (the common case: nothing is copied)."""
+        if self.uid is None:
+            return None
+        root = self.submission.root
+        closed = False
+        for dirpath, dirs, files in os.walk(root):
+            for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+                try:
+                    st = os.lstat(name)
+                except OSError:
+                    continue
+                need = 0o005 if stat.S_ISDIR(st.st_mode) else 0o004
+                if not stat.S_ISLNK(st.st_mode) and st.st_mode & need != need:
+                    closed = True
+                    break
+            if closed:
+                break
+        if not closed:
+            return None
+        view = self.tmp / "submission-view"
+        shutil.copytree(root, view, symlinks=True)
+        for dirpath, dirs, files in os.walk(view):
+            os.chmod(dirpath, 0o755)
+            for f in files:
+                path = os.path.join(dirpath, f)
+                if not os.path.islink(path):
+                    os.chmod(path, 0o755 if os.stat(path).st_mode & 0o100 else 0o644)
+        return str(view)
 
     def sandbox_description(self) -> dict:
         """What the grade metadata says about how the services ran."""

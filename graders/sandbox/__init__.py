@@ -16,8 +16,9 @@ from .probe import Probe, probe
 
 __all__ = ["Probe", "probe", "enabled_by_default", "ENV_SWITCH", "SandboxUnavailable"]
 
-#: FAULTDRILL_SANDBOX=0 turns the default off for library users and old tests; the CLI's
-#: --unsafe-no-sandbox is the documented switch.
+#: The sandbox is on by default. FAULTDRILL_SANDBOX=0 turns the default off for library
+#: callers (e.g. a benchmark's unsandboxed baseline); the CLI's --unsafe-no-sandbox is the
+#: documented switch for people, and is what reports mark as UNSANDBOXED.
 ENV_SWITCH = "FAULTDRILL_SANDBOX"
 
 
@@ -26,4 +27,4 @@ class SandboxUnavailable(RuntimeError):
 
 
 def enabled_by_default() -> bool:
-    return os.environ.get(ENV_SWITCH, "0").strip() not in ("0", "", "no", "false")
+    return os.environ.get(ENV_SWITCH, "1").strip() not in ("0", "no", "false")

@@ -87,6 +87,9 @@ class SandboxSpec:
     readonly: tuple[str, ...] = ()             # files dir
     limits: Limits = field(default_factory=Limits)
     hostname: str = "faultdrill"
+    #: What is bound at `submission` (default: itself): a readable copy when the
+    #: candidate's uid could not read the original (root mode, a 0700 folder).
+    submission_src: str | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -173,7 +176,7 @@ def bwrap_argv(spec: SandboxSpec, command: list[str], *, bwrap: str = "bwrap",
         argv += dirs.mount("--tmpfs", m)
     argv += dirs.mount("--proc", "/proc") + dirs.mount("--dev", "/dev")
     argv += ["--perms", "1777", "--size", str(spec.limits.tmp_bytes)] + dirs.mount("--tmpfs", "/tmp")
-    argv += dirs.mount("--ro-bind", spec.submission, spec.submission)
+    argv += dirs.mount("--ro-bind", spec.submission, spec.submission_src or spec.submission)
     for m in spec.submission_masks:
         argv += dirs.mount("--tmpfs", m)
     for path in spec.writable:
