@@ -88,3 +88,17 @@ def test_rubric_incidents_md_is_generated_from_the_incident_files():
         assert f'<a id="{inc.id}"></a>' in committed
         for key in ("strong_no_hire", "strong_hire"):
             assert inc.levels[key] in committed
+
+
+def test_the_schedule_is_seeded():
+    import itertools
+    from graders.drills.schedule import plan
+    faults = [{"at_s": 0, "action": "cut", "hop": "analyzer", "repeat_every_s": 1.0, "jitter_s": 0.4},
+              {"at_s": 0.5, "action": "proxy", "hop": "collector", "enabled": False}]
+    first = list(itertools.islice(plan(faults, 7), 6))
+    assert first == list(itertools.islice(plan(faults, 7), 6))
+    assert first != list(itertools.islice(plan(faults, 8), 6))
+    assert [o for o, _i in first] == sorted(o for o, _i in first)
+    assert sum(1 for _o, i in first if i == 1) == 1            # not repeating: once
+    for n, (offset, i) in enumerate((o, i) for o, i in first if i == 0):
+        assert n <= offset < n + 0.4                          # nominal + seeded jitter

@@ -9,7 +9,8 @@ four levels, a hint ladder, debrief questions) and says exactly what is wrong.
 Schema of one file:
     id, title, challenge, guide_area, optional (bool), briefing (read to the candidate),
     summary (the answer key's one-liner)
-    [[faults]]   at_s, optional repeat_every_s, then one live fault (graders/live/actions.py)
+    [[faults]]   at_s, optional repeat_every_s and jitter_s (seeded delay of each
+                 occurrence), then one live fault (graders/live/actions.py)
     [[symptoms]] kind + fields (SYMPTOM_KINDS), says = what an operator sees,
                  optional persists_after_heal = true (evidence that stays, e.g. a counter)
     [answer]     diagnosis, resolution, hints = [...] (vague to precise), debrief = [...]
@@ -128,8 +129,12 @@ def _load_one(path: Path) -> Incident:
         rep = f.get("repeat_every_s")
         if rep is not None and (isinstance(rep, bool) or not isinstance(rep, (int, float)) or rep < 0.5):
             raise IncidentError(f"{fw}: repeat_every_s must be at least 0.5")
+        jit = f.get("jitter_s")
+        if jit is not None and (isinstance(jit, bool) or not isinstance(jit, (int, float)) or jit < 0
+                                or (rep and jit >= rep)):
+            raise IncidentError(f"{fw}: jitter_s must be >= 0 (and below repeat_every_s)")
         try:
-            check_fault({k: v for k, v in f.items() if k not in ("at_s", "repeat_every_s")})
+            check_fault({k: v for k, v in f.items() if k not in ("at_s", "repeat_every_s", "jitter_s")})
         except FaultError as exc:
             raise IncidentError(f"{fw}: {exc}") from None
     symptoms = raw.get("symptoms") or []

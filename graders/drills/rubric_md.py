@@ -21,8 +21,10 @@ def _one(inc: Incident) -> list[str]:
            f"**What happens.** {inc.summary}", "",
            "**Faults (seeded schedule).**", ""]
     for f in inc.faults:
-        when = f"at {f['at_s']:g} s" + (f", every {f['repeat_every_s']:g} s" if f.get("repeat_every_s") else "")
-        rest = ", ".join(f"{k} {v}" for k, v in f.items() if k not in ("at_s", "repeat_every_s", "action"))
+        when = (f"at {f['at_s']:g} s" + (f", every {f['repeat_every_s']:g} s" if f.get("repeat_every_s") else "")
+                + (f" (+ up to {f['jitter_s']:g} s, by seed)" if f.get("jitter_s") else ""))
+        rest = ", ".join(f"{k} {v}" for k, v in f.items()
+                         if k not in ("at_s", "repeat_every_s", "jitter_s", "action"))
         out.append(f"- {when}: `{f['action']}` {rest}")
     out += ["", "**What an operator sees** (checked against the live system by tests/test_drill_incidents.py):", ""]
     out += [f"- {s['says']} ({s['kind']}" + (", stays after heal as evidence)" if s.get("persists_after_heal") else ")")

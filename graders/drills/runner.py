@@ -152,7 +152,7 @@ class Drill:
                         "tasks failed during the warm-up; symptoms may not be the incident's")
                 self.record.add("warning", text)
                 self.say("WARNING: " + text)
-        self.schedule = Schedule(self.session.actions, self.incident.faults,
+        self.schedule = Schedule(self.session.actions, self.incident.faults, seed=self.seed,
                                  on_event=lambda e: self.record.add(
                                      "fault", _fault_text(e), fault=e["fault"], error=e.get("error")))
         self.record.add("inject", f"incident {self.incident.id} injected")
