@@ -304,3 +304,16 @@ def test_a_folder_only_its_owner_can_read_is_still_served(tmp_path):
         assert json.loads(d.read_memory("collector", "probe.json"))["write_submission"][0] == "denied"
     finally:
         assert d.close().proven_gone
+
+
+def test_grade_refuses_without_a_sandbox(tmp_path):
+    """No bubblewrap on PATH: one line saying why and what to do, exit 3, nothing written."""
+    env = dict(os.environ, PATH=str(tmp_path / "empty-bin"), PYTHONPATH=str(ROOT))
+    env.pop("FAULTDRILL_SANDBOX", None)
+    proc = subprocess.run([sys.executable, "-m", "graders.cli", "grade", str(ROOT / "reference_impl"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=60, cwd=str(ROOT), env=env)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bubblewrap" in lines[0] and "--unsafe-no-sandbox" in lines[0]
+    assert not (tmp_path / "out").exists()

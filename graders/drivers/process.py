@@ -1081,10 +1081,16 @@ class ProcessDriver(Driver):
         found = sandboxing.probe()
         if not found.ok:
             return describe(None, mode="none", reason=found.reason)
+        from graders.sandbox.entry import grade_namespace
+        ns = grade_namespace()
+        network = ({"network": "the grade's own network namespace (loopback only); temporary "
+                               "files on a private tmpfs"} if ns else
+                   {"network": "the grader's network namespace (this run did not enter one of "
+                               "its own: it was started in-process, not as `faultdrill grade`)"})
         return describe(sandbox_spec(_DescribeOnly, mode=found.mode, uid=0 if found.mode != "root" else uids.UID_BASE,
                                      gid=0, limits=Limits() if found.mode == "root" else Limits(processes=None))) | (
             {"uid": f"one of {uids.UID_BASE}..{uids.UID_BASE + uids.UID_SPAN - 1}, per deployment"}
-            if found.mode == "root" else {})
+            if found.mode == "root" else {}) | network
 
     def deploy(self, submission: Submission, *,
                base_env: dict[str, dict[str, str]]) -> ProcessDeployment:
