@@ -158,3 +158,54 @@ def test_apply_edit_changes_exactly_the_one_occurrence(before, find, replace, af
             apply_edit(text, find, replace)
         return
     assert apply_edit(text, find, replace) == before + replace + after
+
+
+def _fake_grader(monkeypatch, script):
+    """Replace the harness: `script(submission_root, check_ids)` -> {check id: status}."""
+    from types import SimpleNamespace
+    import graders.harness as harness
+    import graders.live.system as live_system
+    calls = []
+
+    def run_checks(specs, *, submission, driver, seed, progress=None, **kw):
+        ids = [s.id for s in specs]
+        calls.append((submission.root.name, ids))
+        statuses = script(submission.root.name, ids, len(calls))
+        return SimpleNamespace(verdicts=[SimpleNamespace(check_id=i, status=statuses.get(i, "pass")) for i in ids])
+    monkeypatch.setattr(harness, "run_checks", run_checks)
+    monkeypatch.setattr(live_system, "make_driver", lambda ports, unsafe_no_sandbox=False: SimpleNamespace())
+    return calls
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("real_regression", "regressed"),      # fails every time on the copy, passes on the reference
+    ("flaky_once", "fixed"),               # fails once, passes on the re-run: not counted
+    ("fails_on_reference_too", "fixed"),   # this machine fails it anyway: not counted
+    ("grader_error", "incomplete"),
+])
+def test_verify_counts_only_real_regressions(tmp_path, monkeypatch, case, expected):
+    out, key_file = tmp_path / "h", tmp_path / "k.json"
+    prepare(out, seed=5, ids=["token-prefix"], key_file=key_file)
+    target = out / "reference_impl" / "protocol" / "envelope.py"
+    target.write_text(target.read_text() + "\n# edited\n")     # a changed copy: no shortcut
+    other = "memory.retention"
+
+    def script(root, ids, n):
+        on_copy = root == "h"
+        if case == "grader_error" and other in ids:
+            return {other: "error"}
+        if other not in ids:
+            return {}
+        if case == "real_regression":
+            return {other: "fail" if on_copy else "pass"}
+        if case == "flaky_once":
+            return {other: "fail" if n == 2 else "pass"}
+        return {other: "fail"}
+    calls = _fake_grader(monkeypatch, script)
+    attempt = verify(out, key_file=key_file)
+    assert attempt.outcome == expected, (attempt, calls)
+    if case == "real_regression":
+        assert attempt.other_failures == [other] and attempt.baseline_failing == []
+        assert [root for root, _ids in calls].count("h") == 4      # defect, rest, two re-runs
+    if case == "fails_on_reference_too":
+        assert attempt.baseline_failing == [other] and attempt.other_failures == []
