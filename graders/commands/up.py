@@ -27,6 +27,7 @@ arguments or manifest; 3 the system could not be started (e.g. no sandbox withou
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import secrets
@@ -131,7 +132,8 @@ def run(args) -> int:
         host, port = session.system.public_address("orchestrator")
         print(f"dashboard    http://{orch_http.host}:{orch_http.http_port}/")
         print(f"control API  {session.api_url}   (Toxiproxy-style; token {session.api_token})")
-        print("faults:      faultdrill fault list | add HOP TYPE -a key=value | heal | --help")
+        if importlib.util.find_spec("graders.commands.fault") is not None:   # not in every bundle
+            print("faults:      faultdrill fault list | add HOP TYPE -a key=value | heal | --help")
         print(f"seed         {seed}   (replay with --seed {seed})")
         if not args.token:
             print(f"token        {token}   (generated for this run)")
