@@ -5,5 +5,6 @@
 own faults beyond toxics (process control, memory damage, drifted agents, overload,
 intruders, leaked connections) and `heal`; `control` is the HTTP control API (Toxiproxy's
 shape plus `/faultdrill/...`); `traffic` is the seeded background traffic generator;
-`state` is where a running control API leaves its address and token for the CLI.
+`state` is where a running control API leaves its address and token for the CLI;
+`session` starts and stops all of them together.
 """
