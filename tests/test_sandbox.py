@@ -317,3 +317,51 @@ def test_grade_refuses_without_a_sandbox(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "bubblewrap" in lines[0] and "--unsafe-no-sandbox" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+USER_MODE_SCRIPT = textwrap.dedent('''
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from graders.client import Connection, make_request
+    from graders.drivers.process import ProcessDriver
+    from graders.manifest import ROLES, load_manifest
+    from graders.sandbox import probe
+    d = ProcessDriver(sandbox=True).deploy(load_manifest(sys.argv[2]),
+                                          base_env={r: {"FD_TOKEN": "t"} for r in ROLES})
+    d.start("collector")
+    seen = json.loads(d.read_memory("collector", "probe.json"))
+    d.pause("collector"); d.resume("collector")
+    rc = d.stop("collector")
+    report = d.close()
+    print(json.dumps({"mode": probe().mode, "seen": seen, "rc": rc, "gone": report.proven_gone}))
+''')
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="needs root to become an ordinary user, and a system Python")
+def test_user_mode_as_an_ordinary_user(tmp_path):
+    """The interviewer's laptop: the grader is not root. The sandbox falls back to a user
+    namespace, with the same view and PID namespace, and still proves its processes gone."""
+    import shutil
+    import tempfile
+    place = Path(tempfile.mkdtemp(prefix="fd-user-mode-"))   # pytest's tmp is 0700 root
+    try:
+        os.chmod(place, 0o755)
+        sub = _probe_submission(place)
+        script = place / "user_mode.py"
+        script.write_text(USER_MODE_SCRIPT)
+        os.chmod(script, 0o644)
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                               "env", "HOME=/tmp", "/usr/bin/python3", str(script), str(ROOT), str(sub)],
+                              capture_output=True, text=True, timeout=90, cwd="/")
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
+    if proc.returncode != 0 and "cannot" in proc.stderr and "namespace" in proc.stderr:
+        pytest.skip(f"unprivileged user namespaces are refused here: {proc.stderr[-200:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["mode"] == "user" and out["rc"] == 0 and out["gone"] is True
+    seen = out["seen"]
+    for name in ("shadow", "import_graders", "import_reference", "write_submission", "kit_listing"):
+        assert seen[name][0] == "denied", (name, seen[name])
+    assert seen["pids"][:2] == [1, 2] and int(seen["capeff"], 16) == 0 and seen["nnp"] == "1"
