@@ -219,3 +219,18 @@ def test_an_incomplete_cleanup_is_3_and_junit_says_so(fake_grade, tmp_path, monk
     assert "INCOMPLETE" in capsys.readouterr().out.splitlines()[0]
     junit = (tmp_path / "out" / "junit.xml").read_text()
     assert 'type="GradeIncomplete"' in junit and "cleanup of Topology failed" in junit
+
+
+@pytest.mark.parametrize("statuses,code,says", [
+    ({"*": "pass"}, 0, "visible checks passed"),
+    ({"*": "pass", "pipeline.routes": "fail"}, 1, "1 failed"),
+    ({"*": "pass", "pipeline.routes": "error"}, 3, "INCOMPLETE"),
+])
+def test_check_exit_statuses(monkeypatch, capsys, statuses, code, says):
+    import graders.commands.check as check_cmd
+
+    def run_checks(specs, **kw):
+        return _result({s.id: statuses.get(s.id, statuses["*"]) for s in specs}, seed=kw["seed"])
+    monkeypatch.setattr(check_cmd, "run_checks", run_checks)
+    assert cli.main(["check", str(REFERENCE), "--challenge", "pipeline-basics", "--seed", "1"]) == code
+    assert says in capsys.readouterr().out
