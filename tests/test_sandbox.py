@@ -365,3 +365,28 @@ def test_user_mode_as_an_ordinary_user(tmp_path):
     for name in ("shadow", "import_graders", "import_reference", "write_submission", "kit_listing"):
         assert seen[name][0] == "denied", (name, seen[name])
     assert seen["pids"][:2] == [1, 2] and int(seen["capeff"], 16) == 0 and seen["nnp"] == "1"
+
+
+def test_no_report_while_a_candidate_process_survives(tmp_path, monkeypatch, capsys):
+    """Reports are written only after every candidate process is provably gone: a driver
+    whose close reports a survivor makes the grade incomplete (exit 3) with no report."""
+    from graders import cli
+    from graders.commands import grade as grade_cmd
+    from graders.drivers.process import ProcessDriver
+
+    class SurvivorDriver(ProcessDriver):
+        def close(self):
+            report = super().close()
+            report.survivors.append(999999)
+            report.proven_gone = False
+            return report
+
+    monkeypatch.setattr(grade_cmd, "get_driver", lambda name, sandbox=None: SurvivorDriver(sandbox=sandbox))
+    out = tmp_path / "out"
+    rc = cli.main(["grade", str(ROOT / "reference_impl"), "--only", "api.status_list", "--seed", "3",
+                   "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "INCOMPLETE" in err and "999999" in err
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name in
+               ("results.json", "report.md", "report.html", "junit.xml")]
+    assert written == []
