@@ -21,11 +21,11 @@ Every test asserts that the attack was blocked or detected:
 - nothing is left: no process carrying the nonce or the grade's temporary directory, no
   temporary directory of the grade.
 
-Most attacks succeed against an unsandboxed grader, so those tests need the sandbox
-(graders/sandbox) as the default and are skipped, saying so, until it is. Three hold
-without it too and always run: the kit's reference is not importable by the interpreter
-services get, candidate bytes go through one bounded decoder, and no grader operation
-follows a link (graders/safefs.py).
+Most attacks succeed against an unsandboxed grader (FAULTDRILL_SANDBOX=0 or
+--unsafe-no-sandbox): these tests hold only with the sandbox, the grader's default, and
+are never skipped. Three hold without it too: the kit's reference is not importable by
+the interpreter services get, candidate bytes go through one bounded decoder, and no
+grader operation follows a link (graders/safefs.py).
 """
 from __future__ import annotations
 
@@ -49,7 +49,6 @@ from pathlib import Path
 import pytest
 
 import graders
-from graders import sandbox
 from tests.defects import render
 from tests.defects.assemble import assemble
 from tests.defects.grading import GradeRun, grade, grade_command, grade_env
@@ -71,18 +70,6 @@ KIT = Path(graders.__file__).resolve().parent.parent
 
 with render.MATRIX.open("rb") as _fh:
     HONEST_FAILS = set(tomllib.load(_fh)["defects"][HONEST]["fail"]) & set(CHECKS)
-
-def _sandbox_is_default() -> bool:
-    """Whether `faultdrill grade` sandboxes by default (FAULTDRILL_SANDBOX while the
-    sandbox is being rolled out; always, once it is the only default)."""
-    default = getattr(sandbox, "enabled_by_default", None)
-    return True if default is None else bool(default())
-
-
-needs_sandbox = pytest.mark.skipif(
-    not _sandbox_is_default(),
-    reason="the sandbox is not the grader's default yet (run with FAULTDRILL_SANDBOX=1): "
-           "without it these attacks succeed (issue 10)")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -298,7 +285,6 @@ TESTED = {"forges-reports", "runs-the-kits-reference", "reads-the-grader", "writ
           "json-bombs", "planted-links", "squats-ports", "attacks-a-neighbour", "outlives-the-grader"}
 
 
-@needs_sandbox
 def test_escaped_daemon_cannot_forge_the_reports(ws, honest):
     """Double fork, setsid, empty environment; finds --out via /proc and rewrites every
     report once the grader has exited. The reports must stay the grader's."""
@@ -331,7 +317,6 @@ def _gradescope_view(doc: dict) -> tuple:
                               if t.get("extra_data", {}).get("check_id")}
 
 
-@needs_sandbox
 def test_escaped_daemon_cannot_forge_the_gradescope_results(ws, honest):
     """The same forger through the Gradescope autograder: results.json (what the
     platform records) is what the honest part earns, also after the autograder exited."""
@@ -362,7 +347,6 @@ def test_a_manifest_running_the_kits_reference_earns_nothing(ws):
     assert not left and not temp_dirs(run.pid)
 
 
-@needs_sandbox
 def test_reading_the_grader_through_proc_and_the_system_gets_nothing(ws, honest):
     """/proc/<grader>/environ, cmdline, fd, mem; /etc/shadow; the hidden checks' source:
     nothing is readable, so nothing reaches the witness directory or a report."""
@@ -371,7 +355,6 @@ def test_reading_the_grader_through_proc_and_the_system_gets_nothing(ws, honest)
     assert_blocked(ws, attack, run, honest)
 
 
-@needs_sandbox
 def test_the_installed_kit_cannot_be_written(ws, honest):
     """A new check module and an opened-for-append scoring.py in every kit the attack
     finds: nothing of the kit changes (whatever the attack writes names its nonce)."""
@@ -435,7 +418,6 @@ def test_links_planted_in_memory_are_never_followed(ws, honest):
     assert (Path("/etc/passwd").stat().st_mode & 0o777) == 0o644
 
 
-@needs_sandbox
 def test_squatted_ports_do_not_disturb_a_grade_beside_it_or_the_next(ws, honest):
     squatter = ws.assemble("squats-ports")
     beside = ws.assemble(None, label="beside-the-squatter")
@@ -453,7 +435,6 @@ def test_squatted_ports_do_not_disturb_a_grade_beside_it_or_the_next(ws, honest)
     assert_blocked(ws, squatter, attacked, honest, at_most=True)
 
 
-@needs_sandbox
 def test_a_grade_beside_another_cannot_reach_it(ws, honest):
     """The attacker looks for the other grade's services (/proc, /tmp): steals its token,
     reads and writes its memory, SIGSTOPs it. The other grade must be unaffected."""
@@ -470,7 +451,6 @@ def test_a_grade_beside_another_cannot_reach_it(ws, honest):
     assert_blocked(ws, attacker, attacker_run, honest)
 
 
-@needs_sandbox
 def test_sigkill_of_the_grader_leaves_nothing(ws):
     """SIGKILL the grader while the services (and the escaped daemon) run: within a few
     seconds no process of the grade and no temporary directory of it remain."""
