@@ -390,3 +390,31 @@ def test_no_report_while_a_candidate_process_survives(tmp_path, monkeypatch, cap
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name in
                ("results.json", "report.md", "report.html", "junit.xml")]
     assert written == []
+
+
+@sandbox_ok
+def test_deployment_cgroup_holds_every_process_and_goes_away(tmp_path):
+    d = _deploy(_probe_submission(tmp_path))
+    if d.cgroup is None:
+        d.close()
+        pytest.skip("no cgroup can be created here (not root, or no memory/pids controllers)")
+    try:
+        d.start("collector")
+        in_ns = set(procs.members(d.services["collector"].ns_inode))
+        assert in_ns and in_ns <= set(d.cgroup.members())    # the escaped daemon too
+        assert d.sandbox_description()["limits"]["memory_bytes"] == d.cgroup.memory_bytes
+    finally:
+        report = d.close()
+    assert report.proven_gone and not any(os.path.exists(p) for p in d.cgroup.dirs)
+
+
+def test_stale_empty_cgroups_are_swept_and_fresh_ones_kept(tmp_path, monkeypatch):
+    from graders.sandbox import cgroups
+    monkeypatch.setattr(cgroups, "ROOT", str(tmp_path))
+    old, new = tmp_path / (cgroups.PREFIX + "old"), tmp_path / (cgroups.PREFIX + "new")
+    old.mkdir()
+    new.mkdir()
+    (tmp_path / "other").mkdir()
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert cgroups.sweep() == [str(old)]
+    assert new.exists() and (tmp_path / "other").exists()

@@ -47,7 +47,7 @@ from .. import safefs
 from .. import sandbox as sandboxing
 from ..client import http_get
 from ..manifest import ROLES, Submission
-from ..sandbox import layout, procs, uids
+from ..sandbox import cgroups, layout, procs, uids
 from ..sandbox.policy import Limits, SandboxSpec, bwrap_argv, describe
 from .base import (PASSTHROUGH_ENV, SPEC_ENV_VARS, CleanupReport, Deployment, Driver, Endpoint,
                    StartError, Wrapped)
@@ -198,7 +198,7 @@ def _clamp(limit: int, kind: int) -> tuple[int, int]:
     return limit, (limit if hard == resource.RLIM_INFINITY else hard)
 
 
-def _make_preexec(limits_spec: Limits | None = None):
+def _make_preexec(limits_spec: Limits | None = None, join_fds: list[int] = ()):
     limits = [(resource.RLIMIT_CPU, _clamp(CPU_LIMIT_S, resource.RLIMIT_CPU)),
               (resource.RLIMIT_AS, _clamp(ADDRESS_SPACE_BYTES, resource.RLIMIT_AS)),
               (resource.RLIMIT_NOFILE, _clamp(OPEN_FILES, resource.RLIMIT_NOFILE))]
@@ -212,6 +212,8 @@ def _make_preexec(limits_spec: Limits | None = None):
             limits.append((resource.RLIMIT_NPROC, _clamp(limits_spec.processes, resource.RLIMIT_NPROC)))
 
     def preexec() -> None:   # runs in the child between fork and exec: no allocation-heavy work
+        for fd in join_fds:    # the deployment's cgroup, before anything can fork outside it
+            os.write(fd, b"0")
         for kind, (soft, hard) in limits:
             try:
                 resource.setrlimit(kind, (soft, hard))
@@ -428,6 +430,7 @@ class ProcessDeployment(Deployment):
             ep = Endpoint(role, host, tcp, http)
             self.services[role] = _Service(role, ep, memdir)
         self._closed = False
+        self.cgroup: cgroups.DeploymentCgroup | None = None
         self.last_report: CleanupReport | None = None
         self.spec: SandboxSpec | None = None
         if self.sandboxed:
@@ -438,6 +441,9 @@ class ProcessDeployment(Deployment):
                 limits=Limits() if self.mode == "root" else Limits(processes=None))
             from dataclasses import replace
             self.spec = replace(self.spec, submission_src=self._readable_submission())
+            if self.mode == "root":
+                cgroups.sweep()
+                self.cgroup = cgroups.create(f"{os.getpid()}-{self.uid}")
 
     def _readable_submission(self) -> str | None:
         """A copy of the submission the deployment's uid can read, when the original
@@ -477,7 +483,9 @@ class ProcessDeployment(Deployment):
         if self.spec is None:
             return describe(None, mode="none", reason="--unsafe-no-sandbox: the candidate ran "
                             "as the grader's user, with the grader's files, processes and network")
-        return describe(self.spec)
+        out = describe(self.spec)
+        out["limits"] = dict(out["limits"], **(self.cgroup.describe() if self.cgroup else {"cgroup": None}))
+        return out
 
     def _own(self, path: Path) -> None:
         """Hand a directory the service writes to the deployment's uid (root mode)."""
@@ -641,20 +649,26 @@ class ProcessDeployment(Deployment):
                 run_argv = bwrap_argv(self._service_spec(svc), argv, info_fd=info_w)
             else:
                 run_argv = argv
+            join_fds = self.cgroup.open_join_fds() if self.cgroup is not None else []
+
             def spawn() -> subprocess.Popen:
                 return subprocess.Popen(
                     run_argv, cwd=str(self.submission.root), env=full_env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                    preexec_fn=_make_preexec(self.spec.limits if self.spec else None),
+                    preexec_fn=_make_preexec(self.spec.limits if self.spec else None, join_fds),
                     close_fds=True, pass_fds=(info_w,) if info_w is not None else ())
             try:
                 # Sandboxed: from the spawner thread (see _Spawner), never a check's thread.
                 proc = _spawner.run(spawn) if self.sandboxed else spawn()
-            except OSError as exc:
+            except (OSError, subprocess.SubprocessError) as exc:
+                for fd in join_fds:
+                    os.close(fd)
                 for fd in (info_r, info_w):
                     if fd is not None:
                         os.close(fd)
                 raise StartError(role, f"could not execute {argv!r}: {exc}") from None
+            for fd in join_fds:
+                os.close(fd)
             svc.init_pid = svc.ns_inode = svc.main_pid = None
             if info_w is not None:
                 os.close(info_w)
@@ -1029,6 +1043,13 @@ class ProcessDeployment(Deployment):
                 if still:
                     report.survivors += still
                     report.errors.append(f"processes {still} of uid {self.uid} survived")
+        if self.cgroup is not None:
+            left = [p for p in self.cgroup.members()]
+            if left:
+                report.survivors += [p for p in left if p not in report.survivors]
+                report.errors.append(f"processes {left} are still in the deployment's cgroup")
+            else:
+                report.errors += self.cgroup.remove()
         report.proven_gone = not report.survivors and all(
             svc.proc is None or svc.proc.poll() is not None for svc in self.services.values())
 
