@@ -3,10 +3,13 @@
 Why here and not in the checks: a check only says pass/fail/error with evidence; what
 that is worth is the rubric's business, so the weights live in one file people can read.
 Rules:
-- a check's credit is its pass fraction over runs, errors excluded (a grader error is
-  never counted against the candidate, and is listed instead);
+- a check's credit is its pass fraction over the runs it had; a run that ended in a
+  grader error proved nothing and counts as not passed. So the scores of an INCOMPLETE
+  grade are lower bounds: a grader error can never raise a score (a hostile submission
+  that makes checks error out gains nothing), the errors are listed, and the grade says
+  it must be re-graded before its number means anything;
 - an item's score is the weight-averaged credit of its checks (check weights from the
-  registry); an item whose checks all errored has no score and is listed as unscored;
+  registry); an item none of whose checks ran (e.g. `--only`) is unscored, not zero;
 - an area's score is the item-weight-averaged score of its scored items;
 - the overall score is the area-weight-averaged score of scored areas;
 - a score maps to a suggested level by the rubric's thresholds;
@@ -102,7 +105,8 @@ class CheckCredit:
 
     @property
     def credit(self) -> float | None:
-        counted = self.passes + self.fails
+        """Pass fraction over every run; an errored run is not a pass (see module doc)."""
+        counted = self.passes + self.fails + self.errors
         return None if counted == 0 else self.passes / counted
 
 
@@ -211,7 +215,7 @@ def _wavg(pairs):
 def score(credits: dict[str, CheckCredit], rubric: dict, check_weights: dict[str, float], *,
           partial: bool = False, incomplete: bool | None = None) -> ScoreSheet:
     """Score the checks that were run. Items whose checks were not run at all (e.g.
-    `--only`) or all errored are unscored rather than zero. `incomplete` defaults to
+    `--only`) are unscored rather than zero; errored runs count as not passed. `incomplete` defaults to
     "some check has a grader error"; pass True for other reasons (a setup error)."""
     areas = []
     unscored = []
@@ -258,8 +262,8 @@ def score(credits: dict[str, CheckCredit], rubric: dict, check_weights: dict[str
 
 
 def points(credits: dict[str, CheckCredit], check_weights: dict[str, float]) -> tuple[float, float]:
-    """(score, max_score) in check-weight points for results.json; errored-only checks
-    contribute to neither."""
+    """(score, max_score) in check-weight points; an errored check earns nothing of its
+    maximum (the grade is INCOMPLETE, its points a lower bound)."""
     got = mx = 0.0
     for cid, c in credits.items():
         cr = c.credit

@@ -37,8 +37,10 @@ def test_an_incomplete_grade_never_adds_up_to_full_marks(ran, data):
     credits = {cid: CheckCredit(cid, 0, 0, 1) if cid in errored else CheckCredit(cid, 1, 0, 0) for cid in ran}
     got, mx = totals(check_points(credits, RUBRIC, WEIGHTS))
     assert mx == TOTAL and got < TOTAL
-    # ... while the suggested level leaves the errored checks out (never counted against)
-    assert score(credits, RUBRIC, WEIGHTS).overall == 1.0
+    # ... and the report's overall score is the same lower bound, with no level suggested
+    sheet = score(credits, RUBRIC, WEIGHTS)
+    assert sheet.overall < 1.0 and sheet.incomplete and sheet.overall_level is None
+    assert abs(got - TOTAL * sheet.overall) < 1e-4 * len(credits) + 1e-9
 
 
 def test_full_marks_are_exactly_the_total():

@@ -41,7 +41,7 @@ def report_md(model: dict) -> str:
     if model["stopped_at_stage"] is not None:
         out += ["", f"Stopped after stage {model['stopped_at_stage']} (first failing stage)."]
     if model["grader_errors"]:
-        out += ["", "## Grader errors (not counted against the candidate)", ""]
+        out += ["", "## Grader errors (unproven: no points, the grade is INCOMPLETE; re-grade)", ""]
         out += [f"- `{cid}`" for cid in model["grader_errors"]]
     out += ["", "## Checks", "", "| stage | check | result | runs |", "|---|---|---|---|"]
     checks = sorted(model["checks"], key=lambda c: (c["stage"], c["id"]))

@@ -88,7 +88,8 @@ def build_model(result, sheet, rubric, specs) -> dict:
             "passes": c.passes, "fails": c.fails, "errors": c.errors,
             "credit": c.credit,
             "points": pts[cid][0], "max_points": pts[cid][1],
-            "status": ("error" if c.credit is None else "pass" if c.credit == 1.0 else "fail"),
+            # A proven failure is a failure; otherwise any grader error leaves it unproven.
+            "status": ("fail" if c.fails else "error" if c.errors else "pass"),
             "runs": len(vs),
             "verdict": asdict(shown),
             "durations": [v.duration for v in vs],

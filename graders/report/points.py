@@ -13,8 +13,8 @@ The share of check c is, over every rubric item i listing c:
 where the sums run over what was *run* (a check not run, e.g. under `--only`, leaves its
 item, area and points out). A check the grader could not complete (grader error) keeps
 its share as *maximum* points but earns none, so an incomplete grade never adds up to
-full marks; the suggested level (graders/scoring.py) still leaves such checks out, so an
-error is never counted against the candidate's level.
+full marks; graders/scoring.py counts it the same way (a lower bound) and withholds the
+suggested level, so the report and Gradescope show one number.
 """
 from __future__ import annotations
 
