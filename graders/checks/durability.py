@@ -47,7 +47,7 @@ def power_loss(ctx):
     records/ fsynced before the reply - and no crash may ever leave the name holding an
     unsynced (torn or empty) file. A power loss drops unsynced file data and directory
     entries not yet fsynced; directories count as durable once created."""
-    from graders.drivers.base import WrapUnsupported
+    from graders.drivers.base import StartError, WrapUnsupported
     from graders.faults import fstrace
 
     strace = shutil.which("strace")
@@ -65,6 +65,12 @@ def power_loss(ctx):
             except WrapUnsupported as exc:
                 raise GraderError(f"{exc}: power-loss durability is observed with strace, which "
                                   "needs the process driver") from None
+            except StartError as exc:
+                # strace's own complaints (ptrace refused, ...) are the grader's problem.
+                said = [ln for ln in exc.output_tail if "strace:" in ln]
+                if said:
+                    raise GraderError(f"strace could not trace {role}: {said[0][:300]}") from None
+                raise
         ctx.topo.wait_ready(5.0)
         ctx.note("action", "every service restarted under strace (file-system calls recorded)")
         for _ in range(TASKS):
