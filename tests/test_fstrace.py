@@ -263,3 +263,12 @@ def test_a_memory_dir_reached_through_a_symlink():
     assert findings(text) == {"lost", "torn"}              # unaliased: the fsyncs are not seen
     got = judge(text, cwd="/app", memdir=MEM, initial_files=[], watches=[WATCH], aliases={real: MEM})
     assert got == []
+
+
+def test_pwritev2_with_rwf_dsync_needs_no_fsync():
+    steps = [(s, c) for s, c in canonical() if s != "fsync"]
+    calls = [c.replace(f'write(3<{TMP}>, "', f'pwritev2(3<{TMP}>, [{{iov_base="').replace('", 17) = 17',
+                                                                                    '", iov_len=17}], 1, -1, RWF_DSYNC) = 17')
+             if s == "write" else c for s, c in steps]
+    assert findings(render(calls, {}, set())) == set()
+    assert findings(render([c.replace("RWF_DSYNC", "0") for c in calls], {}, set())) == {"lost", "torn"}

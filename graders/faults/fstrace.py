@@ -13,7 +13,7 @@ on the order of the service's own calls, so it is deterministic and language-agn
 The persistence model (the contract of SPEC §11.2, nothing stricter):
 
 - A file's data written since its last fsync/fdatasync (or sync/syncfs, or a write on a
-  file opened O_SYNC/O_DSYNC) may be lost or torn: such a file is *dirty*. An fsync
+  file opened O_SYNC/O_DSYNC, or pwritev2 with RWF_DSYNC/RWF_SYNC) may be lost or torn: such a file is *dirty*. An fsync
   covers what was written before the call started and counts once the call returned.
 - A directory entry change (create, rename, exchange, link, unlink) may be lost until the
   directory is fsynced; the changes of one directory reach the disk in order, so after a
@@ -580,7 +580,8 @@ def _on_exit(m: _Model, j: _Judge, c: Call, marks: dict) -> None:
         ino = m.inode_of_decoration(_decoration(c.args[0]) if c.args else None)
         if ino is not None:
             m.modify(ino)
-            if ino.sync_writes and c.ok:
+            per_write_sync = name == "pwritev2" and bool(_flags(c.args[-1]) & {"RWF_DSYNC", "RWF_SYNC"})
+            if (ino.sync_writes or per_write_sync) and c.ok:
                 ino.synced = ino.mod
             _note_inode(m, j, ino, c)
             j.evaluate("after " + name)
