@@ -556,6 +556,10 @@ class ProcessDeployment(Deployment):
     def _signal_group(self, svc: _Service, sig: int) -> None:
         if self.sandboxed:
             if svc.ns_inode is None or svc.init_pid is None:
+                # No namespace report (bwrap failed or stalled): our direct child, the
+                # outer bwrap, is still ours to kill; its init dies with it (--die-with-parent).
+                if sig == signal.SIGKILL and svc.proc is not None and svc.proc.poll() is None:
+                    svc.proc.kill()
                 return
             if sig == signal.SIGKILL:
                 procs.kill_namespace(svc.init_pid, svc.ns_inode)
