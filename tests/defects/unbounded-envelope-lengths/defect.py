@@ -1,10 +1,10 @@
-"""No length limits on msg_id and task_id: any length is accepted.
+"""Off by one on msg_id and task_id lengths: one character too many is accepted.
 
-The mistake: the envelope check tests the characters of msg_id and task_id but not their
-length, so a 129-character msg_id or a 65-character task_id is served (and a task_id that
-long names a record file) instead of being a schema_violation (SPEC §5: msg_id 1–128
-characters, task_id at most 64). Patched: the envelope's ``validate`` sees both fields
-cut to their maximum length.
+The mistake: the length checks compare with `<=` on a count that is one too small (or a
+limit one too large), so a 129-character msg_id or a 65-character task_id is served
+instead of being a schema_violation (SPEC §5: msg_id 1–128 characters, task_id at most
+64). Patched: the envelope's ``validate`` sees a field of exactly one character over its
+limit cut to the limit.
 """
 from launch_common import patch
 
@@ -14,7 +14,7 @@ def _make(original):
         if schema_name == "envelope_request" and isinstance(instance, dict):
             cut = dict(instance)
             for name, limit in (("msg_id", 128), ("task_id", 64)):
-                if isinstance(cut.get(name), str):
+                if isinstance(cut.get(name), str) and len(cut[name]) == limit + 1:
                     cut[name] = cut[name][:limit]
             instance = cut
         return original(instance, schema_name, path)
