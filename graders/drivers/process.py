@@ -393,6 +393,25 @@ def sandbox_spec(submission: Submission, *, mode: str, uid: int, gid: int,
                        readonly=tuple(readonly), limits=limits or Limits())
 
 
+#: Submission roots already looked at: does any entry deny "others" read access?
+_closed_submissions: dict[str, bool] = {}
+
+
+def _has_closed_entries(root: Path) -> bool:
+    """True when some directory of `root` is not readable+searchable, or some file not
+    readable, by others (so an unprivileged uid could not run the submission)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+            try:
+                st = os.lstat(name)
+            except OSError:
+                continue
+            need = 0o005 if stat.S_ISDIR(st.st_mode) else 0o004
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & need != need:
+                return True
+    return False
+
+
 class ProcessDeployment(Deployment):
     def __init__(self, submission: Submission, base_env: dict[str, dict[str, str]], *,
                  host: str = "127.0.0.1", output_cap: int = OUTPUT_CAP_BYTES,
@@ -453,19 +472,9 @@ class ProcessDeployment(Deployment):
         if self.uid is None:
             return None
         root = self.submission.root
-        closed = False
-        for dirpath, dirs, files in os.walk(root):
-            for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
-                try:
-                    st = os.lstat(name)
-                except OSError:
-                    continue
-                need = 0o005 if stat.S_ISDIR(st.st_mode) else 0o004
-                if not stat.S_ISLNK(st.st_mode) and st.st_mode & need != need:
-                    closed = True
-                    break
-            if closed:
-                break
+        closed = _closed_submissions.get(str(root))
+        if closed is None:
+            closed = _closed_submissions[str(root)] = _has_closed_entries(root)
         if not closed:
             return None
         view = self.tmp / "submission-view"
