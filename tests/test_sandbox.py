@@ -418,3 +418,51 @@ def test_stale_empty_cgroups_are_swept_and_fresh_ones_kept(tmp_path, monkeypatch
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert cgroups.sweep() == [str(old)]
     assert new.exists() and (tmp_path / "other").exists()
+
+
+NET_PROBE_SERVICE = textwrap.dedent('''
+    import http.server, os, socket, sys, threading
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", %(port)d))
+        print("OUTSIDE-PORT reached", file=sys.stderr, flush=True)
+    except OSError as exc:
+        print("OUTSIDE-PORT refused", type(exc).__name__, file=sys.stderr, flush=True)
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+        def log_message(self, *a): pass
+    host = os.environ["FD_LISTEN_HOST"]
+    tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind((host, int(os.environ["FD_LISTEN_PORT"]))); tcp.listen()
+    threading.Thread(target=lambda: [tcp.accept() for _ in iter(int, 1)], daemon=True).start()
+    http.server.HTTPServer((host, int(os.environ["FD_HTTP_PORT"])), H).serve_forever()
+''')
+
+
+@sandbox_ok
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root path of the grade namespace")
+def test_check_command_runs_in_its_own_network_namespace(tmp_path):
+    """End to end: `faultdrill check` re-execs itself into a network namespace of its own,
+    so a service cannot reach a port open on the host's loopback."""
+    outside = socket.socket()
+    outside.bind(("127.0.0.1", 0))
+    outside.listen()
+    port = outside.getsockname()[1]
+    sub = tmp_path / "net-probe"
+    sub.mkdir()
+    (sub / "service.py").write_text(NET_PROBE_SERVICE % {"port": port})
+    (sub / "faultdrill.toml").write_text('[submission]\nname = "net probe"\nspec_version = 1\n' + "".join(
+        f'[services.{r}]\ncommand = ["{{python}}", "service.py"]\n'
+        for r in ("orchestrator", "collector", "analyzer", "reporter")))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("FAULTDRILL_SANDBOX", None)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "graders.cli", "check", str(sub), "--challenge",
+                               "pipeline-basics", "--seed", "1"], capture_output=True, text=True,
+                              timeout=120, cwd=str(ROOT), env=env)
+    finally:
+        outside.close()
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "OUTSIDE-PORT refused" in proc.stdout and "OUTSIDE-PORT reached" not in proc.stdout
