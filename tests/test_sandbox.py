@@ -131,6 +131,12 @@ PROBE_SERVICE = textwrap.dedent('''
     attempt("kit_listing", lambda: os.listdir(os.environ["KIT_DIR"]) if "KIT_DIR" in os.environ else os.listdir(%(kit)r))
     attempt("tmp", lambda: open("/tmp/own.txt", "w").write("x"))
     attempt("memory", lambda: open(os.path.join(os.environ["FD_MEMORY_DIR"], "m.txt"), "w").write("x"))
+    import subprocess
+    def userns():
+        if subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True).returncode:
+            raise PermissionError("unshare refused")
+        return "created"
+    attempt("userns", userns)
     out["uid"] = os.getuid()
     status = open("/proc/self/status").read()
     out["capeff"] = [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0]
@@ -194,7 +200,7 @@ def test_inside_the_sandbox(tmp_path):
     finally:
         report = d.close()
     for name in ("shadow", "import_graders", "import_reference", "write_submission", "write_usr",
-                 "kit_listing"):
+                 "kit_listing", "userns"):
         assert seen[name][0] == "denied", (name, seen[name])
     assert seen["tmp"][0] == "ok" and seen["memory"][0] == "ok"
     assert seen["uid"] != 0 and int(seen["capeff"], 16) == 0 and seen["nnp"] == "1"
@@ -466,3 +472,41 @@ def test_check_command_runs_in_its_own_network_namespace(tmp_path):
         outside.close()
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "OUTSIDE-PORT refused" in proc.stdout and "OUTSIDE-PORT reached" not in proc.stdout
+
+
+def _run_bpf(prog: bytes, nr: int, arch: int, arg0: int = 0) -> int:
+    """A tiny classic-BPF interpreter for the instructions the filter uses."""
+    import struct
+    data = struct.pack("=iIQ6Q", nr, arch, 0, arg0, 0, 0, 0, 0, 0)
+    ins = [struct.unpack("=HBBI", prog[i:i + 8]) for i in range(0, len(prog), 8)]
+    pc, acc = 0, 0
+    for _ in range(len(ins) + 1):
+        code, jt, jf, k = ins[pc]
+        if code == 0x20:
+            acc = struct.unpack_from("=I", data, k)[0]
+            pc += 1
+        elif code == 0x06:
+            return k
+        else:
+            cond = {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[code]
+            pc += 1 + (jt if cond else jf)
+    raise AssertionError("the filter did not return")
+
+
+@pytest.mark.parametrize("nr, arch, arg0, verdict", [
+    (272, 0xC000003E, 0x10000000, "eperm"),     # unshare(CLONE_NEWUSER)
+    (272, 0xC000003E, 0x00020000, "allow"),     # unshare(CLONE_NEWNS): nothing it can do
+    (56, 0xC000003E, 0x10000011, "eperm"),      # clone with CLONE_NEWUSER
+    (56, 0xC000003E, 0x003D0F00, "allow"),      # clone for a thread
+    (435, 0xC000003E, 0, "enosys"),             # clone3: libc falls back to clone
+    (0x40000000 + 272, 0xC000003E, 0x10000000, "eperm"),   # the x32 ABI
+    (310, 0x40000003, 0x10000000, "eperm"),     # i386 unshare
+    (120, 0x40000003, 0x00000011, "allow"),     # i386 clone without it
+    (0, 0xC000003E, 0, "allow"),                # read
+    (272, 0xC00000B7, 0x10000000, "allow"),     # another architecture: no filter here
+])
+def test_seccomp_filter_refuses_only_new_user_namespaces(nr, arch, arg0, verdict):
+    from graders.sandbox import seccomp
+    expect = {"allow": seccomp.RET_ALLOW, "eperm": seccomp.RET_ERRNO | seccomp.EPERM,
+              "enosys": seccomp.RET_ERRNO | seccomp.ENOSYS}[verdict]
+    assert _run_bpf(seccomp.program(), nr, arch, arg0) == expect

@@ -47,7 +47,7 @@ from .. import safefs
 from .. import sandbox as sandboxing
 from ..client import http_get
 from ..manifest import ROLES, Submission
-from ..sandbox import cgroups, layout, procs, uids
+from ..sandbox import cgroups, layout, procs, seccomp, uids
 from ..sandbox.policy import Limits, SandboxSpec, bwrap_argv, describe
 from .base import (PASSTHROUGH_ENV, SPEC_ENV_VARS, CleanupReport, Deployment, Driver, Endpoint,
                    StartError, Wrapped)
@@ -323,6 +323,19 @@ def _has_env_marker(pid: int, marker: bytes) -> bool:
 #: How long a sandbox may take to report its namespace (bwrap --info-fd).
 SANDBOX_INFO_TIMEOUT_S = 10.0
 SPAWN_TIMEOUT_S = 60.0
+
+
+def seccomp_pipe() -> int | None:
+    """A pipe's read end holding the seccomp filter for bwrap's --seccomp (None where the
+    filter does not exist for this architecture)."""
+    if not seccomp.supported():
+        return None
+    r, w = os.pipe()
+    try:
+        os.write(w, seccomp.program())   # a few hundred bytes: far below a pipe's buffer
+    finally:
+        os.close(w)
+    return r
 
 
 class _Spawner:
@@ -656,12 +669,15 @@ class ProcessDeployment(Deployment):
             argv = self.submission.command(role)
             if svc.next_wrap:   # start_wrapped: a trusted wrapper as the service's parent
                 argv = list(svc.next_wrap) + list(argv)
-            info_r = info_w = None
+            info_r = info_w = filter_fd = None
             if self.sandboxed:
                 info_r, info_w = os.pipe()
-                run_argv = bwrap_argv(self._service_spec(svc), argv, info_fd=info_w)
+                filter_fd = seccomp_pipe()
+                run_argv = bwrap_argv(self._service_spec(svc), argv, info_fd=info_w,
+                                      seccomp_fd=filter_fd)
             else:
                 run_argv = argv
+            passed = tuple(fd for fd in (info_w, filter_fd) if fd is not None)
             join_fds = self.cgroup.open_join_fds() if self.cgroup is not None else []
 
             def spawn() -> subprocess.Popen:
@@ -669,18 +685,18 @@ class ProcessDeployment(Deployment):
                     run_argv, cwd=str(self.submission.root), env=full_env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                     preexec_fn=_make_preexec(self.spec.limits if self.spec else None, join_fds),
-                    close_fds=True, pass_fds=(info_w,) if info_w is not None else ())
+                    close_fds=True, pass_fds=passed)
             try:
                 # Sandboxed: from the spawner thread (see _Spawner), never a check's thread.
                 proc = _spawner.run(spawn) if self.sandboxed else spawn()
             except (OSError, subprocess.SubprocessError) as exc:
                 for fd in join_fds:
                     os.close(fd)
-                for fd in (info_r, info_w):
+                for fd in (info_r, info_w, filter_fd):
                     if fd is not None:
                         os.close(fd)
                 raise StartError(role, f"could not execute {argv!r}: {exc}") from None
-            for fd in join_fds:
+            for fd in (*join_fds, *([filter_fd] if filter_fd is not None else [])):
                 os.close(fd)
             svc.init_pid = svc.ns_inode = svc.main_pid = None
             if info_w is not None:

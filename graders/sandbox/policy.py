@@ -146,7 +146,7 @@ class _Dirs:
 
 
 def bwrap_argv(spec: SandboxSpec, command: list[str], *, bwrap: str = "bwrap",
-               info_fd: int | None = None) -> list[str]:
+               info_fd: int | None = None, seccomp_fd: int | None = None) -> list[str]:
     """The full argv that runs `command` inside the sandbox described by `spec`."""
     if not command:
         raise ValueError("empty command")
@@ -157,10 +157,14 @@ def bwrap_argv(spec: SandboxSpec, command: list[str], *, bwrap: str = "bwrap",
         # two setpriv needs to leave uid 0; setpriv then drops them for good.
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
-        argv += ["--unshare-user", "--uid", str(USER_MODE_ID), "--gid", str(USER_MODE_ID),
-                 "--cap-drop", "ALL"]
+        # --disable-userns: the candidate cannot create user namespaces of its own (more
+        # kernel surface, nothing it needs).
+        argv += ["--unshare-user", "--disable-userns", "--uid", str(USER_MODE_ID),
+                 "--gid", str(USER_MODE_ID), "--cap-drop", "ALL"]
     if info_fd is not None:
         argv += ["--info-fd", str(info_fd)]
+    if seccomp_fd is not None:      # graders.sandbox.seccomp: no user namespaces inside
+        argv += ["--seccomp", str(seccomp_fd)]
     dirs = _Dirs()
     for b in spec.system:
         if b.kind == "ro-bind":

@@ -75,14 +75,25 @@ def probe() -> Probe:
                            gid=65534 if mode == "root" else os.getgid(), submission=d,
                            system=layout.system_binds(), python_prefix=prefix,
                            masks=layout.hidden_masks(trees), limits=Limits())
-        argv = bwrap_argv(spec, [layout.base_python(), "-I", "-c", _PROBE_CODE], bwrap=bwrap)
+        from . import seccomp
+        filter_fd = None
+        if seccomp.supported():
+            filter_fd, w = os.pipe()
+            os.write(w, seccomp.program())
+            os.close(w)
+        argv = bwrap_argv(spec, [layout.base_python(), "-I", "-c", _PROBE_CODE], bwrap=bwrap,
+                          seccomp_fd=filter_fd)
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL,
+                                  pass_fds=(filter_fd,) if filter_fd is not None else ())
         except subprocess.TimeoutExpired:
             return Probe(False, "none", f"a sandboxed test process did not finish within {PROBE_TIMEOUT_S:.0f} s", bwrap)
         except OSError as exc:
             return Probe(False, "none", f"bubblewrap could not be run: {exc}", bwrap)
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         return Probe(False, "none", f"bubblewrap refused to set up the sandbox here ({err})", bwrap)
