@@ -79,6 +79,9 @@ class RunResult:
     sandbox: dict = field(default_factory=dict)
     leftovers: list[str] = field(default_factory=list)
     survivors: list = field(default_factory=list)
+    # Checks selected but not run because this driver cannot observe what they check
+    # (CheckSpec.drivers): {"id", "reason"}; left out of the score, named in every report.
+    not_run: list = field(default_factory=list)
 
     @property
     def incomplete_reasons(self) -> list[str]:

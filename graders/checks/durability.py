@@ -37,7 +37,7 @@ def _read_trace(path: str) -> str:
 
 @check(id="memory.power_loss", title="acknowledged records survive a power loss at any moment",
        items=["memory.durability"], weight=2, stage=6, challenge="crash-restart",
-       visibility="hidden", timeout=45.0)
+       visibility="hidden", timeout=45.0, drivers=("process",))
 def power_loss(ctx):
     """Every service is restarted under strace (file-system calls and socket writes
     recorded); three triage tasks run; the services are killed and restarted normally.
@@ -125,7 +125,7 @@ def power_loss(ctx):
 
 def process_driver_only() -> tuple[str, ...]:
     """Ids of the checks of this module: they need `Deployment.start_wrapped` (the process
-    driver); under a driver that cannot run a tracer next to the service they are grader
-    errors, never passes. (Computed, so that no interviewer-only id is written here.)"""
+    driver), so they are registered with drivers=("process",) and not run under another
+    driver. (Computed, so that no interviewer-only id is written here.)"""
     from graders.checks.registry import all_checks
     return tuple(c.id for c in all_checks() if c.func.__module__ == __name__)

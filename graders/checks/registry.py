@@ -61,6 +61,10 @@ class CheckSpec:
     timeout: float
     needs_shared: bool = True
     doc: str = ""
+    # The drivers under which the check can observe what it checks (None: every driver).
+    # Under any other driver the check is not run and every report says so: it is left
+    # out of the score, never a pass and never a grader error.
+    drivers: tuple[str, ...] | None = None
 
 
 _REGISTRY: dict[str, CheckSpec] = {}
@@ -68,7 +72,7 @@ _REGISTRY: dict[str, CheckSpec] = {}
 
 def check(*, id: str, title: str, items: list[str] | tuple[str, ...], weight: float = 1.0,
           visibility: str = "visible", stage: int, challenge: str, timeout: float = 20.0,
-          needs_shared: bool = True):
+          needs_shared: bool = True, drivers: tuple[str, ...] | None = None):
     """Register a check function `func(ctx) -> None` (raise CheckFailed to fail)."""
     if visibility not in VISIBILITIES:
         raise ValueError(f"check {id}: visibility must be one of {VISIBILITIES}")
@@ -86,10 +90,16 @@ def check(*, id: str, title: str, items: list[str] | tuple[str, ...], weight: fl
                                   weight=float(weight), visibility=visibility, stage=stage,
                                   challenge=challenge, timeout=timeout,
                                   needs_shared=needs_shared,
-                                  doc=(func.__doc__ or "").strip())
+                                  doc=(func.__doc__ or "").strip(),
+                                  drivers=tuple(drivers) if drivers else None)
         return func
 
     return register
+
+
+def runs_under(spec: CheckSpec, driver: str) -> bool:
+    """Whether `spec` can observe what it checks under `driver` (see CheckSpec.drivers)."""
+    return spec.drivers is None or driver in spec.drivers
 
 
 def all_checks() -> list[CheckSpec]:

@@ -32,6 +32,7 @@ details{margin:.3rem 0}summary{cursor:pointer}.fault{color:#b00020}.reaction{col
 .nw{white-space:nowrap}.bar{display:inline-block;height:.7rem;background:#0a6b2d;vertical-align:middle}.barbox{display:inline-block;width:8rem;background:#eee;margin-right:.4rem}
 .banner{border:2px solid #b00020;background:#fdecee;padding:.45rem .6rem;margin:.3rem 0;font-size:1.02rem}
 .banner.unsandboxed{border-color:#8a5a00;background:#fff4e0}
+.banner.not-run{border-color:#555;background:#f2f2f2}
 .headline{margin:.3rem 0;font-size:1.02rem}
 #failures{border:1px solid #e3b3b9;background:#fffafa;padding:.3rem .8rem .5rem;margin:.4rem 0}
 #failures h2{margin:.2rem 0 .3rem}

@@ -52,6 +52,10 @@ def banners(model: dict) -> list[tuple[str, str]]:
     if model.get("partial"):
         out.append(("partial", "PARTIAL: only " + ", ".join(model.get("only") or [])
                     + " (--only) were run: a replay, not a grade. No overall score, no suggested level."))
+    if model.get("not_run"):
+        out.append(("not-run", "NOT RUN under this driver, left out of the score: "
+                    + "; ".join(f"{n['id']} {n['reason']}" for n in model["not_run"])
+                    + ". Grade with the process driver to cover them."))
     if unsandboxed(model):
         why = (model.get("sandbox") or {}).get("reason") or ""
         out.append(("unsandboxed", "UNSANDBOXED: the candidate's code ran without the sandbox"
@@ -111,6 +115,7 @@ def build_model(result, sheet, rubric, specs) -> dict:
         "partial": bool(getattr(result, "partial", False)),
         "only": sorted(credits) if getattr(result, "partial", False) else None,
         "sandbox": dict(getattr(result, "sandbox", None) or {}),
+        "not_run": list(getattr(result, "not_run", None) or []),
         "kit_version": KIT_VERSION,
         "submission": result.submission,
         "driver": result.driver,
