@@ -404,7 +404,14 @@ def _nobody_can_grade(root: Path) -> bool:
     """Whether uid 65534 can run `faultdrill grade` with this interpreter (its packages may
     live where that user cannot read, e.g. under /root)."""
     probe = _as_nobody([sys.executable, "-c", "import graders.cli, graders.checks, hypothesis, jsonschema"], root)
-    return probe.returncode == 0
+    if probe.returncode != 0:
+        return False
+    # ... and whether that user can set up the sandbox with it (user mode re-executes this
+    # interpreter inside a new user namespace, where a Python under a 0700 /root, as with
+    # pyenv, cannot be executed; the grade then rightly refuses: INCOMPLETE).
+    sandbox = _as_nobody([sys.executable, "-c", "import sys; from graders.sandbox import probe; "
+                          "sys.exit(0 if probe().ok else 1)"], root)
+    return sandbox.returncode == 0
 
 
 @needs_setpriv
@@ -426,7 +433,8 @@ def test_non_root_with_its_own_results_dir_finds_the_submission_and_grades(world
     assert "a/, b/" in proc.stdout, "instructors see why on stdout"
     assert (results / "faultdrill").is_dir()
     if not _nobody_can_grade(world_dir):
-        pytest.skip("uid 65534 cannot import the kit's dependencies with this interpreter")
+        pytest.skip("uid 65534 cannot import the kit's dependencies or set up the sandbox with "
+                    "this interpreter")
     shutil.rmtree(world_dir / "submission" / "b")
     (world_dir / "submission" / "a" / "faultdrill.toml").write_text("[submission\nnot toml")
     proc = _autograde_as_nobody(world_dir)

@@ -201,13 +201,17 @@ def test_reference_hostile_frames(ref, frame):
 @needs_reference
 @pytest.mark.slow
 def test_reference_huge_line_closes(ref):
+    # Each service has its own frame limit (SPEC §4: 1 MiB for the orchestrator, 16 MiB
+    # for agents); one byte past the collector's must close the connection.
+    from graders.client import FRAME_LIMITS
+    limit = FRAME_LIMITS["collector"]
     ep = ref.endpoint("collector")
-    data = b'{"v":1,"pad":"' + b"a" * (hostile.MAX_FRAME_BYTES + 10) + b'"}\n'
+    data = b'{"v":1,"pad":"' + b"a" * (limit + 10) + b'"}\n'
     with Connection(ep.host, ep.port, timeout=10) as conn:
         conn.send_raw(data)
         reply = conn.recv(timeout=10)
         assert reply["error"]["name"] == "frame_too_large"
-        assert reply["error"]["details"]["limit_bytes"] == hostile.MAX_FRAME_BYTES
+        assert reply["error"]["details"]["limit_bytes"] == limit
         assert conn.wait_closed(5)
 
 

@@ -91,6 +91,10 @@ class Deployment(ABC):
     #: The address at which the services reach the grader's host (where fault proxies
     #: must listen): loopback for local processes, a network gateway for containers.
     proxy_host: str = "127.0.0.1"
+    #: SPEC §2 variables this driver always sets itself, whatever a check asks for (the
+    #: Docker driver decides where a container listens and stores): a check that varies
+    #: one of them cannot observe the service's reaction under this driver.
+    driver_owned_env: tuple[str, ...] = ()
 
     @abstractmethod
     def endpoint(self, role: str) -> Endpoint: ...

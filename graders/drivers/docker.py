@@ -543,6 +543,7 @@ class DockerDriver(Driver):
 
 class DockerDeployment(Deployment):
     """One submission's four containers on a private network (see module docstring)."""
+    driver_owned_env = DRIVER_OWNED
 
     def __init__(self, driver: DockerDriver, submission: Submission, image: str,
                  run_id: str, base_env: dict[str, dict[str, str]]):
