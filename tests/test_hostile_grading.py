@@ -29,8 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "hostile"
 SEED = int(os.environ.get("FD_HOSTILE_SEED", "4242"))
 PARALLEL = 3
-BOUND_S = 100.0            # each grade must finish within this (observed: 2-70 s)
-KILL_AFTER_S = 180.0       # the subprocess is killed after this: the test never hangs
+# Each grade must finish within this. Observed on a quiet 2-core machine with 49 checks:
+# 2-147 s (a service that answers garbage is not "dead", so every check runs and waits out
+# its own bounds; a dead one fails fast, tests/test_dead_submission.py).
+BOUND_S = 200.0
+KILL_AFTER_S = 280.0       # the subprocess is killed after this: the test never hangs
 CHECK_IDS = {c.id for c in all_checks()}
 
 # Formerly a grader gap: security.hostile_fuzz accepted any "*_ok" reply, so a service
