@@ -137,7 +137,7 @@ def test_every_hostile_fixture_has_an_expectation():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", sorted(EXPECT))
 def test_hostile_submission_is_graded_cleanly(hostile_grades, name):
     run, procs, dirs, report = hostile_grades[name]
@@ -158,7 +158,7 @@ def test_hostile_submission_is_graded_cleanly(hostile_grades, name):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_children_of_a_hostile_service_were_killed(hostile_grades):
     """The in-group child each service announced on stderr is gone after grading."""
     run, _procs, _dirs, report = hostile_grades["leaves-child-running"]
