@@ -7,30 +7,18 @@ driver). Every renderer puts the matching banner first.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 from graders import KIT_VERSION
 from graders.report.points import check_points, totals
+from graders.feedback import show_context
 from graders.scoring import credits_from_verdicts
 
 
 def show(value, limit: int = 4000) -> str:
-    """Render evidence (dicts, bytes, strings) as compact text, capped."""
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        text = repr(value)
-    elif isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
-        except (TypeError, ValueError):
-            text = repr(value)
-    if len(text) > limit:
-        text = text[:limit] + f"... [{len(text) - limit} more characters]"
-    return text
+    """Render evidence (dicts, bytes, strings) as compact text, capped: the same rendering
+    as the candidate feedback (graders/feedback.py), which survives hostile structures."""
+    return show_context(value, limit)
 
 
 def unsandboxed(model: dict) -> bool:
