@@ -10,6 +10,7 @@ bound and everything is stopped at the end, also on Ctrl-C or an error.
 from __future__ import annotations
 
 import json
+import os
 import random
 import secrets
 import sys
@@ -219,6 +220,7 @@ def run(args) -> int:
     print(f"faultdrill demo (seed {seed}; replay with --seed {seed})")
     rng = random.Random(seed)
     say = Narrator()
+    _sandbox_or_say_why(say)
     submission = load_manifest(paths.REFERENCE)
     say.section(f"Starting the reference from {paths.REFERENCE / 'faultdrill.toml'}")
     # Six attempts (backoff up to ~2.3 s in all) so a crashed agent has time to restart.
@@ -253,6 +255,23 @@ def run(args) -> int:
         return 1
     print("demo finished: every scenario behaved as the contract says.")
     return 0
+
+
+def _sandbox_or_say_why(say: Narrator) -> None:
+    """The demo runs only the kit's own reference and starter, never a candidate's code, so
+    where the sandbox cannot be set up (a fresh machine without bubblewrap) it goes on
+    without one, says so first, and its reports carry the UNSANDBOXED banner. Grading a
+    candidate (`faultdrill grade`) still refuses there unless told --unsafe-no-sandbox."""
+    from graders import sandbox as sandboxing
+    if not sandboxing.enabled_by_default():
+        return
+    found = sandboxing.probe()
+    if found.ok:
+        return
+    os.environ[sandboxing.ENV_SWITCH] = "0"      # this process and what it starts
+    say.say(f"note: no sandbox on this machine ({found.reason}). The demo runs only the kit's "
+            "own code, so it goes on unsandboxed; `faultdrill grade` refuses to run a "
+            "candidate's code here until the sandbox works (docs/THREAT_MODEL.md).")
 
 
 def _grade(root: Path, seed: int, out: Path) -> dict:
