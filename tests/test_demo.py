@@ -135,3 +135,24 @@ def test_demo_says_why_when_grading_cannot_run_here(monkeypatch, tmp_path, capsy
     out = capsys.readouterr().out
     assert len(say.problems) == 1 and "preflight failed" in say.problems[0] and "exit 3" in say.problems[0]
     assert "full marks" not in out and "Traceback" not in out
+
+
+def test_demo_without_a_sandbox_says_so_and_goes_on_unsandboxed(monkeypatch, capsys):
+    """README command 1 on a fresh machine without bubblewrap: no traceback; the demo (the
+    kit's own code only) says why and runs unsandboxed; where the sandbox works it is used."""
+    from graders import sandbox as sandboxing
+    from graders.commands import demo
+    from graders.sandbox.probe import Probe
+    # setenv first: monkeypatch then restores the variable's original state at teardown,
+    # although the demo sets it directly.
+    monkeypatch.setenv(sandboxing.ENV_SWITCH, "1")
+    monkeypatch.delenv(sandboxing.ENV_SWITCH)
+    monkeypatch.setattr(sandboxing, "probe", lambda: Probe(False, "none", "bwrap is not installed"))
+    demo._sandbox_or_say_why(demo.Narrator())
+    assert sandboxing.enabled_by_default() is False
+    out = capsys.readouterr().out
+    assert "no sandbox on this machine (bwrap is not installed)" in out and "refuses" in out
+    monkeypatch.delenv(sandboxing.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(sandboxing, "probe", lambda: Probe(True, "root", ""))
+    demo._sandbox_or_say_why(demo.Narrator())
+    assert sandboxing.enabled_by_default() is True and capsys.readouterr().out == ""
