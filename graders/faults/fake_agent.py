@@ -178,7 +178,7 @@ class FakeAgent:
             return None
         if self.mode == "internal_error" and work:
             return dict(base, type="error", error=_err(
-                14, "internal_error", False, True, "the agent failed unexpectedly (injected)", {}))
+                14, "internal_error", False, True, "the agent failed unexpectedly", {}))
         if self.mode == "unauthorized" and work:
             return dict(base, type="error", task_id=None, error=_err(
                 20, "unauthorized", True, False, "unauthorized: missing or invalid token", {}))
