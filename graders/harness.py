@@ -589,14 +589,24 @@ def run_checks(specs: list[CheckSpec], *, submission, driver, seed: int, runs: i
     """Run `specs` `runs` times (run r uses seed + r; every seed is printed). Returns all
     verdicts. Everything started is closed before returning, even on KeyboardInterrupt."""
     progress = progress or Progress()
+    # Checks this driver cannot observe (CheckSpec.drivers) are not run, and say so.
+    from graders.checks.registry import runs_under
+    not_run = [s for s in specs if not runs_under(s, driver_name)]
+    for s in not_run:
+        progress.say("setup", f"not run under the {driver_name} driver: {s.id} (needs the "
+                              f"{' or '.join(s.drivers)} driver)")
     restore_sigterm = _sigterm_as_interrupt()
     try:
-        return _run_all(specs, submission=submission, driver=driver, seed=seed, runs=runs,
-                        progress=progress, stop_at_failing_stage=stop_at_failing_stage,
-                        env_overrides=env_overrides, driver_name=driver_name,
-                        relay_on_failure=relay_on_failure, on_verdict=on_verdict)
+        result = _run_all([s for s in specs if runs_under(s, driver_name)], submission=submission,
+                          driver=driver, seed=seed, runs=runs,
+                          progress=progress, stop_at_failing_stage=stop_at_failing_stage,
+                          env_overrides=env_overrides, driver_name=driver_name,
+                          relay_on_failure=relay_on_failure, on_verdict=on_verdict)
     finally:
         restore_sigterm()
+    result.not_run = [{"id": s.id, "reason": f"cannot be observed under the {driver_name} driver "
+                       f"(needs the {' or '.join(s.drivers)} driver)"} for s in not_run]
+    return result
 
 
 def _sigterm_as_interrupt():

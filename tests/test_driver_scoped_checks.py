@@ -31,3 +31,17 @@ def test_reports_name_what_was_not_run(tmp_path):
         text = paths[name].read_text(encoding="utf-8")
         assert "NOT RUN" in text and "memory.power_loss" in text, name
     assert "NOT RUN" in paths["junit.xml"].read_text(encoding="utf-8")
+
+
+def test_the_harness_leaves_them_out_for_every_caller():
+    """run_checks itself (used by grade, check, round, bughunt, the tests) filters them."""
+    from graders.harness import Progress, run_checks
+    import io
+    spec = [c for c in all_checks() if c.id == "memory.power_loss"]
+    out = io.StringIO()
+    result = run_checks(spec, submission=None, driver=None, seed=1, driver_name="docker",
+                        progress=Progress(stream=out))
+    assert result.verdicts == []
+    assert result.not_run == [{"id": "memory.power_loss", "reason": "cannot be observed under the "
+                               "docker driver (needs the process driver)"}]
+    assert "not run under the docker driver: memory.power_loss" in out.getvalue()

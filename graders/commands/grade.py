@@ -169,18 +169,10 @@ def _grade(args, rubric, specs, selected, submission, driver, seed, out) -> int:
     progress = Progress(quiet=args.quiet)
     progress.say("setup", f"faultdrill grade {submission.name} ({submission.root}) driver {args.driver} "
                           f"seed {seed} runs {args.runs}; {len(selected)} checks")
-    from graders.checks.registry import runs_under
-    not_run = [s for s in selected if not runs_under(s, args.driver)]
-    for s in not_run:
-        progress.say("setup", f"not run under the {args.driver} driver: {s.id} (needs the "
-                              f"{' or '.join(s.drivers)} driver)")
     try:
-        result = run_checks([s for s in selected if runs_under(s, args.driver)],
-                            submission=submission, driver=driver, seed=seed,
+        result = run_checks(selected, submission=submission, driver=driver, seed=seed,
                             runs=args.runs, progress=progress, driver_name=args.driver)
         result.partial = bool(args.only)
-        result.not_run = [{"id": s.id, "reason": f"cannot be observed under the {args.driver} "
-                           f"driver (needs the {' or '.join(s.drivers)} driver)"} for s in not_run]
     finally:
         # Drivers that build things once per grade (Docker images) remove them here,
         # rather than leaving it to an exit hook.
