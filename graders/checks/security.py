@@ -360,6 +360,32 @@ def judge_reply(role: str, raw: bytes, reply, token: str) -> str | None:
         f" or {frame['type']}_ok" if allowed is LATER_ERRORS else "") + f", got {err_name or rtype}"
 
 
+def _boundary_frames(ctx) -> list[tuple[str, bytes]]:
+    """Lines at the boundaries, in the order they are sent (one connection per service):
+    authenticated hellos with an unsupported envelope version (§7 step 3, hello included),
+    a msg_id one character past its 128 and one exactly at it (§5), an unknown envelope
+    member (§5: the envelope is closed); and a malformed line followed by a hello on the
+    same connection (§4: after malformed_frame the next frame is read)."""
+    def hello(**over):
+        frame = {"v": 1, "type": "hello", "msg_id": ctx.msg_id(), "token": ctx.token,
+                 "payload": {"versions": [1], "role": "orchestrator"}}
+        frame.update(over)
+        return frame
+
+    def sized(n: int) -> str:
+        base = ctx.msg_id()
+        return (base * (n // len(base) + 1))[:n]
+
+    frames = [("collector", hello(v=2)), ("orchestrator", hello(v=2)),
+              ("analyzer", hello(msg_id=sized(129))), ("orchestrator", hello(msg_id=sized(129))),
+              ("reporter", hello(msg_id=sized(128))),
+              ("collector", hello(extra={"drift": True})), ("orchestrator", hello(extra=1))]
+    lines = [(role, json.dumps(frame).encode()) for role, frame in frames]
+    for role in ("analyzer", "orchestrator"):
+        lines += [(role, b'{"v": 1, "type": "hello"'), (role, json.dumps(hello()).encode())]
+    return lines
+
+
 @check(id="security.hostile_fuzz", title="generated hostile frames get the right structured replies; services stay up",
        items=["security.input_validation", "security.resource_hygiene"], weight=2, stage=3,
        challenge="bad-tokens", visibility="hidden", timeout=40.0)
@@ -372,7 +398,7 @@ def hostile_fuzz(ctx):
     answer to that type, in_reply_to echoing a readable msg_id). Afterwards every service
     must complete a real round trip: hello answered hello_ok for that very msg_id with
     version 1 and its own role, and /livez 200."""
-    from hypothesis import HealthCheck, Phase, given, seed, settings
+    from hypothesis import HealthCheck, Phase, example, given, seed, settings
     from hypothesis import strategies as st
 
     dep = ctx.deployment
@@ -434,12 +460,21 @@ def hostile_fuzz(ctx):
         elif dig(reply, "error", "name") == "frame_too_large":
             conns.pop(role, None)
 
+    # The boundaries of §5 and §7 on both sides, on every grade (explicit examples run
+    # before the generated ones): what the generator reaches only on some seeds must not
+    # decide the verdict (a check that gives different verdicts on one program is a grader
+    # bug).
+    # Hypothesis runs explicit examples last-applied first: apply them reversed so they
+    # run in the listed order (a malformed line, then a hello on that same connection).
+    for role, raw in reversed(_boundary_frames(ctx)):
+        one = example(role=role, raw=raw)(one)
     try:
         one()
     finally:
         for c in conns.values():
             c.close()
-    ctx.note("action", f"{counts['frames']} generated frames (hypothesis seed {ctx.seed})")
+    ctx.note("action", f"{counts['frames']} frames: the §5/§7 boundaries, then generated ones "
+                       f"(hypothesis seed {ctx.seed})")
     if failures:
         role, raw, got, problem = failures[0]
         raise CheckFailed(f"{role}: a generated frame did not get the reply SPEC §7 prescribes: {problem} "
