@@ -147,6 +147,11 @@ class RefSystem:
 
     def start(self, *roles: str, wait: bool = True) -> None:
         for role in roles or ROLES:
+            running = self.procs.get(role)
+            if running is not None and running.poll() is None:
+                # Starting it again would orphan the running process (close() only knows
+                # the newest one per role) and leave it behind after the test.
+                raise RuntimeError(f"{role} is already running (pid {running.pid}); stop it first")
             log = self.tmp / f"{role}.{len(self.log_files[role])}.log"
             self.log_files[role].append(log)
             with open(log, "wb") as err:

@@ -224,7 +224,7 @@ def test_an_interrupted_round_stops_its_grades(tmp_path, sig):
     assert "interrupted" in stderr and "Traceback" not in stderr
     rows = list(csv.DictReader((out / "latest" / "summary.csv").read_text().splitlines()))
     assert {r["submission"] for r in rows} == {"reference", "starter"}
-    assert all(r["incomplete"] == "yes" for r in rows)
+    assert all(r["incomplete"] == "yes" for r in rows), rows
 
 
 def _grades_under(path: Path) -> list[str]:

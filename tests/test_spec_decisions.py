@@ -173,8 +173,6 @@ def test_largest_input_fills_the_frame_exactly():
 def test_largest_valid_task_succeeds_on_every_route(tmp_path):
     from tests.refsystem import RefSystem
     with RefSystem(tmp_path, env={"FD_ATTEMPT_TIMEOUT_MS": "20000", "FD_TASK_DEADLINE_MS": "60000"}) as rs:
-        rs.start("collector", "analyzer", "reporter")
-        rs.start("orchestrator")
         for task_type in ("parse", "stats", "triage"):
             tid = f"largest-{task_type}"
             empty = rs.envelope("submit", {"task_type": task_type, "input": {"source": "x", "records": [],
