@@ -15,7 +15,19 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    _HERE = Path(__file__).resolve().parent
+    if _HERE.name == "reference_impl":
+        sys.path.insert(0, str(_HERE.parent))
+    else:
+        # A copy under another folder name (a hiring round's copy, a candidate's fork):
+        # this folder is loaded as the package ``reference_impl`` itself, so the copy
+        # never depends on its name or on anything outside it.
+        import importlib.util
+        _spec = importlib.util.spec_from_file_location(
+            "reference_impl", _HERE / "__init__.py", submodule_search_locations=[str(_HERE)])
+        _package = importlib.util.module_from_spec(_spec)
+        sys.modules["reference_impl"] = _package
+        _spec.loader.exec_module(_package)
 
 from reference_impl.agents.service import ROLE_STEP, AgentService  # noqa: E402
 from reference_impl.memory.store import RecordStore, utc_timestamp  # noqa: E402

@@ -159,7 +159,10 @@ def test_a_round_of_the_reference_the_starter_and_a_hostile_submission(tmp_path)
 
 @pytest.mark.slow
 def test_a_grade_past_its_bound_is_incomplete_and_stopped(tmp_path):
-    folder = _link_submissions(tmp_path, reference=REFERENCE)
+    # A submission that starts and never listens: its grade waits out the start bound,
+    # far past the round's 1.5 s (a quick grade would finish inside it).
+    hangs = REPO_ROOT / "tests" / "fixtures" / "hostile" / "hangs-at-start"
+    folder = _link_submissions(tmp_path, reference=hangs)
     out = tmp_path / "rounds"
     started = time.monotonic()
     proc = _round(str(folder), "--out", str(out), "--seed", "5", "--timeout", "1.5", "--only", ONLY)
