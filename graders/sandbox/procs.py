@@ -97,17 +97,18 @@ def running_in(pid: int, inode: int) -> bool:
     return _state(pid) not in (None, "Z", "X") and pid_ns_inode(pid) == inode
 
 
+def host_pids() -> list[int]:
+    """Every pid in this namespace's /proc ([] where /proc cannot be read)."""
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
 def members(inode: int, *, exclude: tuple[int, ...] = ()) -> list[int]:
     """Host pids of live (not zombie) processes in the PID namespace `inode`."""
     found = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit():
-            continue
-        pid = int(name)
+    for pid in host_pids():
         if pid in exclude or pid_ns_inode(pid) != inode:
             continue
         if _state(pid) not in (None, "Z", "X"):
