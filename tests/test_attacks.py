@@ -220,6 +220,15 @@ def temp_dirs(grader_pid: int) -> list[str]:
     return sorted(found)
 
 
+def describe(pid: int) -> str:
+    """pid, parent, state and command line of a left-over process (for the failure message)."""
+    status = _read(f"/proc/{pid}/status").decode(errors="replace")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    cmd = _read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace")[:200]
+    return (f"{pid} (ppid {fields.get('PPid', '?').strip()}, state {fields.get('State', '?').strip()}, "
+            f"uid {fields.get('Uid', '?').split()[:1]}): {cmd}")
+
+
 def kill(pids) -> None:
     for pid in pids:
         try:
@@ -479,8 +488,9 @@ def test_sigkill_of_the_grader_leaves_nothing(ws):
     while time.monotonic() < deadline and (survivors(attack.nonce, proc.pid) or temp_dirs(proc.pid)):
         time.sleep(0.2)
     left, dirs = survivors(attack.nonce, proc.pid), temp_dirs(proc.pid)
+    described = [describe(pid) for pid in left]
     kill(left)
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-    assert not left, f"processes still running {GONE_WITHIN_S:.0f} s after the grader was killed: {left}"
+    assert not left, f"processes still running {GONE_WITHIN_S:.0f} s after the grader was killed: {described}"
     assert not dirs, f"temporary directories left by the killed grader: {dirs}"

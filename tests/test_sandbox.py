@@ -510,3 +510,64 @@ def test_seccomp_filter_refuses_only_new_user_namespaces(nr, arch, arg0, verdict
     expect = {"allow": seccomp.RET_ALLOW, "eperm": seccomp.RET_ERRNO | seccomp.EPERM,
               "enosys": seccomp.RET_ERRNO | seccomp.ENOSYS}[verdict]
     assert _run_bpf(seccomp.program(), nr, arch, arg0) == expect
+
+
+SPAWN_FOREVER = textwrap.dedent('''
+    import subprocess, sys
+    sys.path.insert(0, sys.argv[1])
+    from graders.drivers.process import _spawner
+    argv = ["bwrap", "--unshare-pid", "--die-with-parent", "--new-session", "--dev-bind", "/", "/",
+            "sleep", sys.argv[2]]
+    spawn = lambda: subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+    _spawner.run(spawn)
+    print(_spawner.describe(), flush=True)
+    while True:
+        _spawner.run(spawn)
+''')
+
+
+@sandbox_ok
+@pytest.mark.skipif(os.geteuid() != 0, reason="the grader's own PID namespace needs root (or a user namespace)")
+def test_a_grader_killed_while_it_starts_sandboxes_leaves_none(tmp_path):
+    """bwrap sets its parent-death signal milliseconds after it was forked; a grader
+    SIGKILLed in that window used to leave the sandbox running. Kill a process that does
+    nothing but start sandboxes, at seeded moments, many times: none may survive it,
+    because they all live in its PID namespace, whose reaper exits with it."""
+    import random
+    seed = 20261201
+    rng = random.Random(seed)
+    script = tmp_path / "spawn_forever.py"
+    script.write_text(SPAWN_FOREVER)
+    mark = f"3599.{os.getpid()}{rng.randrange(10 ** 6):06d}"     # a unique `sleep` argument
+    survivors: list[int] = []
+    for _ in range(25):
+        proc = subprocess.Popen([sys.executable, str(script), str(ROOT), mark], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        said = proc.stdout.readline().strip()
+        time.sleep(rng.uniform(0.0, 0.03))
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+        assert "killed with the grader" in said, said
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            survivors = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                         and mark.encode() in _cmdline(int(p))]
+            if not survivors:
+                break
+            time.sleep(0.05)
+        for pid in survivors:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        assert not survivors, f"seed {seed}: sandboxes outlived the process that started them: {survivors}"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

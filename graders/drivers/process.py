@@ -47,7 +47,7 @@ from .. import safefs
 from .. import sandbox as sandboxing
 from ..client import http_get
 from ..manifest import ROLES, Submission
-from ..sandbox import cgroups, layout, procs, seccomp, uids
+from ..sandbox import cgroups, layout, procs, reaper, seccomp, uids
 from ..sandbox.policy import Limits, SandboxSpec, bwrap_argv, describe
 from .base import (PASSTHROUGH_ENV, SPEC_ENV_VARS, CleanupReport, Deployment, Driver, Endpoint,
                    StartError, Wrapped)
@@ -339,23 +339,45 @@ def seccomp_pipe() -> int | None:
 
 
 class _Spawner:
-    """Runs every sandbox's Popen on one long-lived thread of this process.
+    """Runs every sandbox's Popen on one long-lived thread of this process, inside the
+    grader's own PID namespace (`graders.sandbox.reaper`).
 
-    Why: bwrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread*
-    that forked bwrap exits, not the process. Checks run on short-lived threads, so a
-    service started by a check would be SIGKILLed the moment that check returned. The
-    spawner thread lives as long as the grader (a daemon thread: it ends with the
-    interpreter, and then every sandbox dies, which is the point)."""
+    Why one thread: bwrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the
+    *thread* that forked bwrap exits, not the process. Checks run on short-lived threads,
+    so a service started by a check would be SIGKILLed the moment that check returned.
+    The spawner thread lives as long as the grader (a daemon thread: it ends with the
+    interpreter, and then every sandbox dies, which is the point).
+
+    Why a PID namespace as well: a parent-death signal is set by bwrap milliseconds after
+    the fork, so a grader killed in that window would leave the sandbox running. The
+    spawner thread's first act is `reaper.enter()`; from then on every bwrap it forks is
+    in a namespace whose init (the reaper) exits with the grader, and the kernel then
+    kills them all. Where that is refused, spawning goes on without it and `describe`
+    says so."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._jobs: "queue.SimpleQueue" = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self.reaper = None
+        self.without_reaper: str | None = None     # why there is none (None: not tried yet)
+        self._try_reaper = True
 
     def _loop(self) -> None:
+        if self._try_reaper:
+            self._try_reaper = False
+            try:
+                self.reaper, self.without_reaper = reaper.enter()
+            except reaper.Unusable as exc:
+                # This thread's next child would become the namespace's init: retire it;
+                # `run` starts a plain one (whose children are in the grader's namespace).
+                self.without_reaper = str(exc)
+                return
         while True:
             fn, box, done = self._jobs.get()
             try:
+                if self.reaper is not None and not self.reaper.alive:
+                    raise OSError("the grader's sandbox namespace is gone (its reaper exited)")
                 box["value"] = fn()
             except BaseException as exc:   # handed back to the caller
                 box["exc"] = exc
@@ -371,11 +393,26 @@ class _Spawner:
         box: dict = {}
         done = threading.Event()
         self._jobs.put((fn, box, done))
-        if not done.wait(SPAWN_TIMEOUT_S):
-            raise OSError(f"starting the sandbox did not finish within {SPAWN_TIMEOUT_S:.0f} s")
+        deadline = time.monotonic() + SPAWN_TIMEOUT_S
+        while not done.wait(0.5):
+            with self._lock:
+                if self._thread is not None and not self._thread.is_alive():
+                    # retired before taking the job (see _loop): start a plain spawner
+                    self._thread = threading.Thread(target=self._loop, daemon=True, name="fd-sandbox-spawner")
+                    self._thread.start()
+            if time.monotonic() >= deadline:
+                raise OSError(f"starting the sandbox did not finish within {SPAWN_TIMEOUT_S:.0f} s")
         if "exc" in box:
             raise box["exc"]
         return box["value"]
+
+    def describe(self) -> str:
+        if self.reaper is not None:
+            return self.reaper.describe()
+        if self.without_reaper is None:
+            return ("every sandbox in the grader's own PID namespace, killed with the grader "
+                    "(set up with the first service)")
+        return f"sandboxes in the grader's PID namespace: {self.without_reaper}"
 
 
 _spawner = _Spawner()
@@ -730,8 +767,12 @@ class ProcessDeployment(Deployment):
                     info = json.loads(data)
                 except ValueError:
                     continue
-                svc.init_pid = int(info["child-pid"])
+                # bwrap names its init in its own PID namespace (the reaper's): find it here
+                svc.init_pid = procs.child_as_seen_here(proc.pid, int(info["child-pid"]))
                 svc.ns_inode = int(info["pid-namespace"])
+                if svc.init_pid is None:
+                    svc.ns_inode = None
+                    return
                 svc.namespaces.append(procs.NamespaceHandle(svc.init_pid, svc.ns_inode))
                 return
         finally:
@@ -1140,7 +1181,7 @@ class ProcessDriver(Driver):
         return describe(sandbox_spec(_DescribeOnly, mode=found.mode, uid=0 if found.mode != "root" else uids.UID_BASE,
                                      gid=0, limits=Limits() if found.mode == "root" else Limits(processes=None))) | (
             {"uid": f"one of {uids.UID_BASE}..{uids.UID_BASE + uids.UID_SPAN - 1}, per deployment"}
-            if found.mode == "root" else {}) | network
+            if found.mode == "root" else {}) | network | {"lifetime": _spawner.describe()}
 
     def deploy(self, submission: Submission, *,
                base_env: dict[str, dict[str, str]]) -> ProcessDeployment:

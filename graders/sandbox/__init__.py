@@ -6,7 +6,9 @@ own namespaces. docs/THREAT_MODEL.md says what it promises and what it does not.
 - `uids`: one unprivileged uid per deployment (root mode);
 - `procs`: a sandbox's processes, found by PID namespace; killing it; proving it empty;
 - `probe`: can the sandbox be set up here, in which mode, and if not why;
-- `netns`: the grade's own network + mount namespace.
+- `netns`: the grade's own network + mount namespace;
+- `reaper`: the grader's own PID namespace that every sandbox is started in, so that all
+  of them die with the grader however it dies.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import os
 import signal
 import time
 
-__all__ = ["NamespaceHandle", "send", "running_in", "pid_ns_inode", "members", "children_of", "signal_members", "kill_namespace",
+__all__ = ["NamespaceHandle", "nspids", "child_as_seen_here", "send", "running_in", "pid_ns_inode", "members", "children_of", "signal_members", "kill_namespace",
            "wait_gone"]
 
 
@@ -114,6 +114,33 @@ def members(inode: int, *, exclude: tuple[int, ...] = ()) -> list[int]:
         if _state(pid) not in (None, "Z", "X"):
             found.append(pid)
     return found
+
+
+def nspids(pid: int) -> list[int]:
+    """The NSpid line of /proc/<pid>/status: its pid in this /proc's namespace first,
+    then in each nested namespace down to its own ([] when gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return [int(x) for x in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return []
+
+
+def child_as_seen_here(parent: int, pid_seen_by_parent: int) -> int | None:
+    """The pid, in this /proc's namespace, of the child of `parent` that `parent` itself
+    knows as `pid_seen_by_parent` (bwrap reports its sandbox's init in its own PID
+    namespace, which is the reaper's, not the grader's). None when no child matches."""
+    depth = len(nspids(parent)) - 1
+    if depth < 0:
+        return None
+    for kid in children_of(parent):
+        ids = nspids(kid)
+        if len(ids) > depth and ids[depth] == pid_seen_by_parent:
+            return ids[0]
+    return None
 
 
 def children_of(pid: int) -> list[int]:
