@@ -15,7 +15,7 @@ import sys
 
 from graders.checks.registry import CHALLENGES
 from graders.commands.grade import (EXIT_CODES_EPILOG, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_PASSED, EXIT_USAGE,
-                                     add_common, load_checks, prepare, run_preflight)
+                                     add_common, load_checks, preflight_then_prepare)
 from graders.harness import Progress, run_checks, select_checks
 from graders.feedback import CONTEXT_LIMIT, load_starter_markers, render_failure, replay_command
 
@@ -48,17 +48,10 @@ def run(args) -> int:
     except (ManifestError, ValueError, OSError) as exc:
         print(f"faultdrill check: cannot run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    refused = run_preflight(args, "check", specs)
-    if refused is not None:
-        return refused
-    try:
-        submission, driver, seed = prepare(args)
-    except (ManifestError, ValueError) as exc:
-        print(f"faultdrill check: cannot run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (RuntimeError, ImportError) as exc:   # the driver cannot run here: environment
-        print(f"faultdrill check: cannot run here: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE
+    prepared = preflight_then_prepare(args, "check", specs, "cannot run")
+    if isinstance(prepared, int):
+        return prepared
+    submission, driver, seed = prepared
     progress = Progress()
     progress.say("setup", f"checking {submission.name}: {len(specs)} visible checks, seed {seed} "
                           f"(replay with --seed {seed})")

@@ -119,6 +119,25 @@ def run_preflight(args, command: str, selected) -> int | None:
     return None
 
 
+def preflight_then_prepare(args, command: str, selected, cannot: str):
+    """The preflight (exit 3 when this machine cannot run `selected`), then `prepare`.
+    Returns (submission, driver, seed) or the exit status after one line that starts
+    `faultdrill <command>: <cannot>` (2 for the submission's fault, 3 for the machine's)."""
+    from graders.manifest import ManifestError
+    refused = run_preflight(args, command, selected)
+    if refused is not None:
+        return refused
+    try:
+        return prepare(args)
+    except (ManifestError, ValueError) as exc:
+        print(f"faultdrill {command}: {cannot}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RuntimeError, ImportError) as exc:   # the driver cannot run here: environment
+        print(f"faultdrill {command}: {cannot}{', nothing was graded' if command == 'grade' else ' here'}: {exc}",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE
+
+
 def run(args) -> int:
     from graders.manifest import ManifestError
     from graders.sandbox.entry import prepare_command
@@ -141,17 +160,10 @@ def run(args) -> int:
     except (ManifestError, RubricError, ValueError, OSError) as exc:
         print(f"faultdrill grade: cannot grade: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    refused = run_preflight(args, "grade", selected)
-    if refused is not None:
-        return refused
-    try:
-        submission, driver, seed = prepare(args)
-    except (ManifestError, ValueError) as exc:
-        print(f"faultdrill grade: cannot grade: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (RuntimeError, ImportError) as exc:   # the driver cannot run here: environment
-        print(f"faultdrill grade: cannot grade, nothing was graded: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE
+    prepared = preflight_then_prepare(args, "grade", selected, "cannot grade")
+    if isinstance(prepared, int):
+        return prepared
+    submission, driver, seed = prepared
     try:
         if only:
             args.out = replay_dir(args.out)

@@ -111,14 +111,8 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    text = render()
-    if argv[:1] == ["--write"]:
-        DOC.write_text(text, encoding="utf-8")
-        print(f"wrote {DOC}")
-    else:
-        sys.stdout.write(text)
-    return 0
+    from tests import docgen
+    return docgen.main(render, DOC, argv)
 
 
 if __name__ == "__main__":
