@@ -527,23 +527,42 @@ SPAWN_FOREVER = textwrap.dedent('''
 ''')
 
 
+def _as_ordinary_user_in_a_user_namespace() -> list[str]:
+    """The prefix that runs a command as an interviewer without root would run a grade:
+    uid 65534, inside `unshare --user --map-root-user --net --mount` (graders/sandbox/netns)."""
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "env", "HOME=/tmp",
+            "unshare", "--user", "--map-root-user", "--net", "--mount", "--propagation", "private"]
+
+
 @sandbox_ok
-@pytest.mark.skipif(os.geteuid() != 0, reason="the grader's own PID namespace needs root (or a user namespace)")
-def test_a_grader_killed_while_it_starts_sandboxes_leaves_none(tmp_path):
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (and, for 'user', root to become an ordinary user)")
+@pytest.mark.parametrize("mode", ["root", "user"])
+def test_a_grader_killed_while_it_starts_sandboxes_leaves_none(tmp_path, mode):
     """bwrap sets its parent-death signal milliseconds after it was forked; a grader
     SIGKILLed in that window used to leave the sandbox running. Kill a process that does
     nothing but start sandboxes, at seeded moments, many times: none may survive it,
-    because they all live in its PID namespace, whose reaper exits with it."""
+    because they all live in its PID namespace, whose reaper exits with it. As root, and
+    as an ordinary user inside the user namespace a grade enters."""
     import random
+    import tempfile
     seed = 20261201
     rng = random.Random(seed)
-    script = tmp_path / "spawn_forever.py"
+    if mode == "user":
+        if not Path("/usr/bin/python3").exists():
+            pytest.skip("needs a system Python an ordinary user can run")
+        place = Path(tempfile.mkdtemp(prefix="fd-reaper-"))   # pytest's tmp is 0700 root
+        os.chmod(place, 0o755)
+        prefix, python = _as_ordinary_user_in_a_user_namespace(), "/usr/bin/python3"
+    else:
+        place, prefix, python = tmp_path, [], sys.executable
+    script = place / "spawn_forever.py"
     script.write_text(SPAWN_FOREVER)
+    os.chmod(script, 0o644)
     mark = f"3599.{os.getpid()}{rng.randrange(10 ** 6):06d}"     # a unique `sleep` argument
     survivors: list[int] = []
     for _ in range(25):
-        proc = subprocess.Popen([sys.executable, str(script), str(ROOT), mark], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen([*prefix, python, str(script), str(ROOT), mark], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, cwd="/")
         said = proc.stdout.readline().strip()
         time.sleep(rng.uniform(0.0, 0.03))
         proc.kill()
@@ -563,6 +582,9 @@ def test_a_grader_killed_while_it_starts_sandboxes_leaves_none(tmp_path):
             except OSError:
                 pass
         assert not survivors, f"seed {seed}: sandboxes outlived the process that started them: {survivors}"
+    if mode == "user":
+        import shutil
+        shutil.rmtree(place, ignore_errors=True)
 
 
 def _cmdline(pid: int) -> bytes:
