@@ -8,6 +8,7 @@ from __future__ import annotations
 from graders import oracle
 from graders.checks.common import (as_list, expect_error, expect_ok, first_difference,
                                    poll_status, redact, send, submit)
+from graders.checks import triage_boundaries
 from graders.checks.registry import CheckFailed, check
 
 HINT_RESULT = ("Compare your step outputs with SPEC §8 rule by rule: the first failing rule "
@@ -40,12 +41,16 @@ def _expect_result(ctx, task_id, task_type, task_input, reply, req):
        items=["orchestration.pipeline", "routing.rules"], weight=3, stage=1,
        challenge="pipeline-basics")
 def triage_oracle(ctx):
-    """Four seeded inputs (sizes 0, 7, 60, 300 records, all rejection reasons) through
-    the default triage route; the whole result must equal the oracle's."""
-    for n in (0, 7, 60, 300):
-        task_input = oracle.generate_input(ctx.rng, n)
+    """Four seeded inputs (sizes 0, 7, 60, 300 records, all rejection reasons), then four
+    deterministic boundary inputs (graders/checks/triage_boundaries.py: services exactly
+    at T - 1, T, T + 1, 2T - 1 and 2T of each alert threshold, for the default, smallest,
+    largest and a seeded pair of thresholds) through the default triage route; the whole
+    result must equal the oracle's."""
+    cases = [(f"{n} seeded records", oracle.generate_input(ctx.rng, n)) for n in (0, 7, 60, 300)]
+    cases += triage_boundaries.boundary_inputs(ctx.rng)
+    for what, task_input in cases:
         tid = ctx.task_id()
-        ctx.note("action", f"submit triage {tid} with {n} records")
+        ctx.note("action", f"submit triage {tid}: {what}")
         req, reply = submit(ctx, tid, task_input)
         payload = _expect_result(ctx, tid, "triage", task_input, reply, req)
         steps = payload.get("steps")
