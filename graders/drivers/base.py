@@ -109,6 +109,14 @@ class Deployment(ABC):
     @abstractmethod
     def signal_term(self, role: str) -> None: ...
 
+    #: Whether signal_int is implemented (SPEC §17: SIGINT behaves like SIGTERM); a driver
+    #: that sets it True overrides signal_int. Checks skip their SIGINT phase without it.
+    can_signal_int = False
+
+    def signal_int(self, role: str) -> None:
+        """SIGINT to the service's main process, as signal_term sends SIGTERM."""
+        raise NotImplementedError(f"{type(self).__name__} cannot send SIGINT")
+
     @abstractmethod
     def wait(self, role: str, timeout: float) -> int | None: ...
 

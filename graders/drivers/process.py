@@ -841,16 +841,24 @@ class ProcessDeployment(Deployment):
         for cap in svc.captures:
             cap.join(2.0)
 
+    can_signal_int = True
+
     def signal_term(self, role: str) -> None:
+        self._signal_main(role, signal.SIGTERM)
+
+    def signal_int(self, role: str) -> None:
+        self._signal_main(role, signal.SIGINT)
+
+    def _signal_main(self, role: str, signum: int) -> None:
         svc = self._svc(role)
         if svc.proc is not None and svc.proc.poll() is None:
             try:
                 if self.sandboxed:
                     main = self._main_pid(svc, timeout=2.0)
                     if main is not None:
-                        procs.send(main, svc.ns_inode, signal.SIGTERM)
+                        procs.send(main, svc.ns_inode, signum)
                 else:
-                    svc.proc.send_signal(signal.SIGTERM)
+                    svc.proc.send_signal(signum)
             except ProcessLookupError:
                 pass
             if svc.paused:
