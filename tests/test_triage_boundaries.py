@@ -89,3 +89,45 @@ def test_off_by_one_mistakes_change_the_result():
 
 def test_the_input_is_deterministic_for_a_seed():
     assert tb.boundary_inputs(random.Random(3)) == tb.boundary_inputs(random.Random(3))
+
+
+def _outcomes(task_input):
+    """record -> "accepted" or its rejection reason, by the oracle."""
+    collected = oracle.collect(task_input)
+    out = {task_input["records"][e["seq"]]: "accepted" for e in collected["events"]}
+    out.update({task_input["records"][r["seq"]]: r["reason"] for r in collected["rejected"]})
+    return out
+
+
+def test_record_limits_are_each_reached_and_passed_by_one():
+    (_what, task_input), *_ = tb.record_boundary_inputs(random.Random(2))
+    outcomes = _outcomes(task_input)
+    by_length = {len(r): o for r, o in outcomes.items() if len(r) > 1000}
+    assert by_length == {tb.MAX_RECORD_CHARS: "accepted", tb.MAX_RECORD_CHARS + 1: "too_long"}
+    # code points, not bytes: the long records are mostly 2- and 3-byte characters
+    assert all(len(r.encode()) > 2 * tb.MAX_RECORD_CHARS for r in outcomes if len(r) > 1000)
+    services = {r.split()[2]: o for r, o in outcomes.items() if r.split()[2].lower().startswith("svv")}
+    assert sorted((len(s), o) for s, o in services.items()) == [(64, "accepted"), (65, "bad_service")]
+    latency = {r.split()[3]: o for r, o in outcomes.items() if r.split()[2] == "edge"
+               and len(r.split()) > 3 and len(r.split()[3]) >= 9}
+    assert latency == {"999999999": "accepted", "000000001": "accepted", "0000000001": "bad_latency"}
+    assert outcomes.get("2026-11-29T10:00:00Z info edge") == "too_few_fields"
+    four = [r for r in outcomes if len(r.split()) == 4]
+    assert four and all(outcomes[r] == "accepted" for r in four)
+    stamps = {r.split()[0][:19]: o for r, o in outcomes.items() if "edge 1 " in r}
+    assert stamps["1970-01-01T00:00:00"] == stamps["9999-12-31T23:59:59"] == "accepted"
+    assert stamps["2024-02-29T23:59:59"] == stamps["2026-11-30T00:00:00"] == "accepted"
+    for bad in ("1969-12-31T23:59:59", "2100-02-29T00:00:00", "2026-11-31T00:00:00",
+                "2026-12-31T24:00:00", "2026-12-31T23:60:00", "2026-12-31T23:59:60"):
+        assert stamps[bad] == "bad_timestamp", bad
+
+
+def test_top_errors_at_and_past_its_limit():
+    _records, five, six = tb.record_boundary_inputs(random.Random(4))
+    for (_what, task_input), groups in ((five, 5), (six, 6)):
+        collected = oracle.collect(task_input)
+        assert collected["counts"]["rejected"] == 0
+        distinct = {(e["service"], e["message"]) for e in collected["events"]}
+        assert len(distinct) == groups
+        analysis = oracle.analyze({"source": task_input["source"], "events": collected["events"]})
+        assert len(analysis["top_errors"]) == tb.MAX_TOP_ERRORS

@@ -41,13 +41,15 @@ def _expect_result(ctx, task_id, task_type, task_input, reply, req):
        items=["orchestration.pipeline", "routing.rules"], weight=3, stage=1,
        challenge="pipeline-basics")
 def triage_oracle(ctx):
-    """Four seeded inputs (sizes 0, 7, 60, 300 records, all rejection reasons), then four
+    """Four seeded inputs (sizes 0, 7, 60, 300 records, all rejection reasons), then
     deterministic boundary inputs (graders/checks/triage_boundaries.py: services exactly
     at T - 1, T, T + 1, 2T - 1 and 2T of each alert threshold, for the default, smallest,
-    largest and a seeded pair of thresholds) through the default triage route; the whole
-    result must equal the oracle's."""
+    largest and a seeded pair of thresholds; every per-record limit at and one past it;
+    5 and 6 error groups) through the default triage route; the whole result must equal
+    the oracle's."""
     cases = [(f"{n} seeded records", oracle.generate_input(ctx.rng, n)) for n in (0, 7, 60, 300)]
     cases += triage_boundaries.boundary_inputs(ctx.rng)
+    cases += triage_boundaries.record_boundary_inputs(ctx.rng)
     for what, task_input in cases:
         tid = ctx.task_id()
         ctx.note("action", f"submit triage {tid}: {what}")

@@ -13,6 +13,12 @@ The inputs: the default thresholds (thresholds omitted: E = 50, L = 1000); both 
 smallest (1, 1); both at their largest (1000, 10^9, where only T - 1 and T exist); and one
 pair drawn from the check's seeded random generator, so that a hidden submission cannot
 special-case fixed numbers.
+
+`record_boundary_inputs` does the same for the limits of one record (SPEC §8.1) and of
+`top_errors` (§8.2): each limit exactly reached (accepted) and one past it (rejected with
+its reason, or cut): 4096 and 4097 code points, 9 and 10 latency digits, 64 and 65
+service characters, 4 and 3 fields, the first and last valid timestamps and their
+neighbours, and 5 and 6 error groups.
 """
 from __future__ import annotations
 
@@ -86,3 +92,57 @@ def boundary_inputs(rng: random.Random) -> list[tuple[str, dict]]:
         (f"seeded thresholds ({drawn_e}, {drawn_l})",
          boundary_input("bounds-seeded", drawn_e, drawn_l, rng)),
     ]
+
+
+MAX_RECORD_CHARS = 4096
+MAX_SERVICE_CHARS = 64
+MAX_TOP_ERRORS = 5
+
+
+def _record_of_length(head: str, length: int) -> str:
+    """`head` + " " + a message of non-ASCII characters (1 code point, 2 or 3 UTF-8
+    bytes each) padding the record to exactly `length` code points."""
+    pad = length - len(head) - 1
+    body = ("é☕" * (pad // 2 + 1))[:pad]
+    return f"{head} {body}"
+
+
+def record_boundary_inputs(rng: random.Random) -> list[tuple[str, dict]]:
+    """(description, input): every per-record limit at and one past it, then the
+    top_errors limit with exactly 5 and with 6 groups."""
+    ts = "2026-11-29T10:00:00Z"
+    long_service = "S" + "v" * (MAX_SERVICE_CHARS - 2) + "9"          # 64 after lower-casing
+    records = [
+        _record_of_length(f"{ts} info edge 3", MAX_RECORD_CHARS),        # at: accepted
+        _record_of_length(f"{ts} info edge 3", MAX_RECORD_CHARS + 1),    # past: too_long
+        f"{ts} warn edge 999999999 nine digits",                          # at
+        f"{ts} warn edge 000000001",                                      # at, leading zeros
+        f"{ts} warn edge 0000000001 ten digits",                          # past: bad_latency
+        f"{ts} debug {long_service} 5 longest service",                   # at
+        f"{ts} debug {long_service}x 5 one too long",                     # past: bad_service
+        f"{ts}\tinfo edge 7",                                            # 4 fields: message ""
+        f" {ts} info edge 7 \t",                                         # 4 fields, blanks around
+        f"{ts} info edge",                                                # 3 fields: too_few_fields
+        "1970-01-01T00:00:00Z info edge 1 first second",                  # at: epoch 0
+        "9999-12-31T23:59:59Z info edge 1 last second",                   # at
+        "1969-12-31T23:59:59Z info edge 1 before 1970",                   # past: bad_timestamp
+        "2024-02-29T23:59:59Z info edge 1 leap day",                      # at
+        "2100-02-29T00:00:00Z info edge 1 no leap day",                   # past
+        "2026-11-30T00:00:00Z info edge 1 day 30",                        # at
+        "2026-11-31T00:00:00Z info edge 1 day 31",                        # past
+        "2026-12-31T24:00:00Z info edge 1 hour 24",                       # past
+        "2026-12-31T23:60:00Z info edge 1 minute 60",                     # past
+        "2026-12-31T23:59:60Z info edge 1 leap second",                   # past
+    ]
+    rng.shuffle(records)
+    inputs = [("record limits at and one past", {"source": "bounds-records", "records": records})]
+    for groups in (MAX_TOP_ERRORS, MAX_TOP_ERRORS + 1):
+        recs = []
+        for g in range(groups):
+            # counts tie in pairs so that the service and message tie-breaks decide
+            for k in range(1 + (groups - g) // 2):
+                recs.append(f"2026-11-29T10:00:{g:02d}Z error svc-{g % 2} {k} failure {g}")
+        rng.shuffle(recs)
+        inputs.append((f"{groups} error groups", {"source": f"bounds-top{groups}", "records": recs}))
+    return inputs
+
