@@ -6,9 +6,9 @@ hit every rejection reason, mixed spellings, blanks, defaults for thresholds.
 from __future__ import annotations
 
 from graders import oracle
+from graders.checks import triage_boundaries
 from graders.checks.common import (as_list, expect_error, expect_ok, first_difference,
                                    poll_status, redact, send, submit)
-from graders.checks import triage_boundaries
 from graders.checks.registry import CheckFailed, check
 
 HINT_RESULT = ("Compare your step outputs with SPEC §8 rule by rule: the first failing rule "
