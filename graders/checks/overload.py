@@ -281,7 +281,7 @@ def _default_connection_cap(ctx):
                               expected=f"busy frame on connection {total} (default cap {DEFAULT_MAX_CONNECTIONS})",
                               received=f"all {total} kept open after {FIRST_REFUSAL_S:.0f} s",
                               hint="FD_MAX_CONNECTIONS defaults to 128 when unset or empty (SPEC §2).")
-        low = DEFAULT_MAX_CONNECTIONS - held - 1
+        low = DEFAULT_MAX_CONNECTIONS - held
         if not low <= kept <= DEFAULT_MAX_CONNECTIONS:
             raise CheckFailed(f"the default cap is {DEFAULT_MAX_CONNECTIONS} open connections",
                               expected=f"{low}..{DEFAULT_MAX_CONNECTIONS} kept ({held} held by the orchestrator)",
