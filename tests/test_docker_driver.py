@@ -1,8 +1,9 @@
 """graders/drivers/docker.py: the pure helpers, then the driver on a real engine.
 
-Engine tests deploy the reference from its own manifest (`[docker]` section), route the
-orchestrator's agent traffic through TCP proxies on the host (listening on the network
-gateway, `proxy_host`), and exercise what checks do: kill/restart with memory kept,
+Engine tests deploy the reference from its own manifest (`[docker]` section) on the
+isolated network (the tests in a grader namespace of their own), route the orchestrator's
+agent traffic through TCP proxies listening on the grader's address (`proxy_host`), and
+exercise what checks do: kill/restart with memory kept,
 memory damage through the archive API, pause/resume, SIGTERM, a bad environment, and
 cleanup that leaves nothing labelled.
 
@@ -72,6 +73,19 @@ def test_agent_addresses_are_translated_for_the_container_network():
     assert translate_agent_addr("0.0.0.0:5556", "analyzer", eps, gw) == f"{gw}:5556"
     assert translate_agent_addr(f"{gw}:5557", "analyzer", eps, gw) == f"{gw}:5557"
     assert translate_agent_addr("collector:7001", "collector", eps, gw) == "collector:7001"
+
+
+def test_agent_addresses_are_translated_for_the_isolated_network():
+    """Isolated: endpoints are container addresses on SPEC ports, proxies listen on the
+    grader's address; a grader-side 127.0.0.1 port is never taken for an agent."""
+    eps = {"collector": Endpoint("collector", "10.4.5.3", 7001, 7101),
+           "analyzer": Endpoint("analyzer", "10.4.5.4", 7002, 7102)}
+    grader = "10.4.5.254"
+    assert translate_agent_addr("10.4.5.3:7001", "collector", eps, grader) == "collector:7001"
+    assert translate_agent_addr("127.0.0.1:7001", "collector", eps, grader) == f"{grader}:7001"
+    assert translate_agent_addr("127.0.0.1:45678", "analyzer", eps, grader) == f"{grader}:45678"
+    assert translate_agent_addr(f"{grader}:45678", "analyzer", eps, grader) == f"{grader}:45678"
+    assert translate_agent_addr(None, "analyzer", eps, grader) == "analyzer:7002"
 
 
 @pytest.mark.parametrize("bad", ["/etc/passwd", "../x", "records/../../x", "", "."])
@@ -178,11 +192,18 @@ def _require_engine():
 
 @pytest.fixture(scope="module")
 def deployed():
-    """The reference deployed with the Docker driver, agents behind host proxies."""
+    """The reference deployed with the Docker driver on its isolated network, the tests
+    (the grader) in a network namespace of their own as `faultdrill grade` is, agents
+    behind proxies listening on the grader's address (`proxy_host`)."""
     _require_engine()
     from graders.drivers.docker import DockerDriver, connect, ensure_base_image
+    from graders.drivers.docker_network import grader_namespace
     base = ensure_base_image(connect())
-    driver = DockerDriver(base_image=base)
+    with grader_namespace():
+        yield from _deployed(DockerDriver(base_image=base, isolate_network=True))
+
+
+def _deployed(driver):
     sub = load_manifest(ROOT / "reference_impl")
     env = {r: {"FD_TOKEN": TOKEN, "FD_LOG_LEVEL": "info"} for r in ROLES}
     t0 = time.monotonic()
@@ -238,7 +259,10 @@ def test_reference_serves_a_task_through_host_proxies(deployed):
     assert orch.attrs["Config"]["Healthcheck"]["Test"] == ["NONE"]
     hc = orch.attrs["HostConfig"]
     assert hc["ReadonlyRootfs"] and hc["CapDrop"] == ["ALL"]
-    assert {b["HostIp"] for bs in hc["PortBindings"].values() for b in bs} == {"127.0.0.1"}
+    # nothing published on the host: the grader reaches the container at its address
+    assert not hc.get("PortBindings")
+    nets = orch.attrs["NetworkSettings"]["Networks"]
+    assert [n["IPAddress"] for n in nets.values()] == [dep.endpoint("orchestrator").host]
 
 
 def test_killed_agent_restarts_with_memory_and_replays(deployed):

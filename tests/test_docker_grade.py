@@ -202,12 +202,17 @@ def test_docker_grade_of_the_reference_is_full_marks_and_leaves_nothing():
         def deploy(self, submission, *, base_env):
             dep = super().deploy(submission, base_env=base_env)
             run_ids.append(dep.run_id)
-            # the agent proxies must be reachable from the containers: a real gateway
+            # the agent proxies must be reachable from the containers: the grader's
+            # address on the deployment's isolated network (docs/DOCKER.md §4)
             ipaddress.ip_address(dep.proxy_host)
             assert dep.proxy_host != "127.0.0.1"
+            assert dep.address_plan is not None and dep.proxy_host == dep.address_plan.grader
             return dep
 
-    driver = RecordingDriver(base_image=base)
+    # The grader in a network namespace of its own, as `faultdrill grade` runs it, so the
+    # deployments get the isolated network (tests/test_docker_network.py tests that).
+    from graders.drivers.docker_network import grader_namespace
+    driver = RecordingDriver(base_image=base, isolate_network=True)
     out = io.StringIO()
     # Checks that need the process driver (strace beside the service) are not run under
     # --driver docker, exactly as `faultdrill grade --driver docker` leaves them out.
@@ -217,8 +222,9 @@ def test_docker_grade_of_the_reference_is_full_marks_and_leaves_nothing():
           f"--driver docker --seed {SEED})")
     t0 = time.monotonic()
     try:
-        result = run_checks(specs, submission=load_manifest(REFERENCE), driver=driver,
-                            seed=SEED, progress=Progress(stream=out), driver_name="docker")
+        with grader_namespace():
+            result = run_checks(specs, submission=load_manifest(REFERENCE), driver=driver,
+                                seed=SEED, progress=Progress(stream=out), driver_name="docker")
     finally:
         elapsed = time.monotonic() - t0
         built = list(driver.built)

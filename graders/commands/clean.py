@@ -58,12 +58,12 @@ def run(args: argparse.Namespace) -> int:
         done = remove_labelled(client, run_id=args.run, images=not args.keep_images)
     finally:
         client.close()
-    for kind in ("containers", "networks", "volumes", "images"):
+    for kind in ("containers", "networks", "volumes", "images", "links"):
         for name in done[kind]:
             print(f"removed {kind[:-1]} {name}")
     for err in done["errors"]:
         print(f"faultdrill clean: could not remove {err}", file=sys.stderr)
-    removed = sum(len(done[k]) for k in ("containers", "networks", "volumes", "images"))
+    removed = sum(len(done[k]) for k in ("containers", "networks", "volumes", "images", "links"))
     print(f"removed {removed} object(s) labelled faultdrill=1"
           + (f" ({len(done['errors'])} error(s))" if done["errors"] else ""))
     return 1 if done["errors"] else 0

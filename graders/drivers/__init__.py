@@ -18,6 +18,9 @@ def get_driver(name: str, *, sandbox: bool | None = None) -> Driver:
         from .process import ProcessDriver
         return ProcessDriver(sandbox=sandbox)
     if name == "docker":
+        from graders.sandbox import enabled_by_default
         from .docker import DockerDriver
-        return DockerDriver()
+        # The network isolation is the Docker driver's sandbox: off when it is off.
+        off = sandbox is False or (sandbox is None and not enabled_by_default())
+        return DockerDriver(isolate_network=False if off else sandbox)
     raise ValueError(f"unknown driver {name!r}; drivers are {', '.join(DRIVERS)}")

@@ -14,15 +14,23 @@ How it maps the interface (docs/DOCKER.md has the long form):
   `[docker] base` language when it exists (there is no registry here; base_images.py).
   A build that fails because its base cannot be fetched is a grader error
   (`BuildEnvironmentError`: the grade is INCOMPLETE), with the fix in its message.
-- Per deployment: a private bridge network, one named volume per service (mounted at
-  `/var/lib/faultdrill/memory`, which is `FD_MEMORY_DIR`), one container per service whose
-  network alias is its role. Inside, every service binds 0.0.0.0 on its SPEC default
-  ports; both ports are published on 127.0.0.1 at host ports chosen at deploy time and
-  kept for the deployment's life, so `endpoint()` never changes across restarts.
-- Fault proxies run on the host. A container reaches the host at its network's gateway
-  address (`proxy_host`), so proxies for a Docker deployment listen there and the
-  orchestrator's `FD_*_ADDR` point at `proxy_host:<proxy port>`. Without proxies the
-  driver points the orchestrator at the agents directly (`collector:7001`, ...).
+- Per deployment: one named volume per service (mounted at `/var/lib/faultdrill/memory`,
+  which is `FD_MEMORY_DIR`), one container per service whose network alias is its role,
+  and a network that isolates them as the process driver's namespace does
+  (`docker_network`): an internal bridge on a subnet of the driver's choosing, from which
+  the host's address is removed and to which only the grader's own network namespace is
+  joined (a veth pair). Containers have static addresses; every service binds 0.0.0.0 on
+  its SPEC default ports, and `endpoint(role)` is `<container address>:<SPEC port>`,
+  the same across restarts. Nothing is published on the host.
+- Fault proxies live in the grader's namespace and listen on the grader's address on
+  that network (`proxy_host`); the orchestrator's `FD_*_ADDR` point at
+  `proxy_host:<proxy port>`. Without proxies the driver points the orchestrator at the
+  agents directly (`collector:7001`, ...).
+- Where that isolation cannot be set up, `faultdrill grade --driver docker` refuses
+  (graders/sandbox/entry.py) unless `--unsafe-no-sandbox` is given; then (and for an
+  in-process caller outside a grader namespace) the driver falls back to a plain bridge
+  network with ports published on 127.0.0.1 and proxies at the gateway, and says so in
+  `sandbox_description()`.
 - Memory is read and damaged through the engine's archive API (get/put_archive), which
   works on stopped containers and on a read-only root filesystem (the volume is
   writable), with the ownership of the memory directory so the service can still
@@ -43,6 +51,7 @@ import io
 import json
 import math
 import os
+import random
 import re
 import secrets
 import shutil
@@ -55,6 +64,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 from ..manifest import ROLES, Submission
+from . import docker_network as dnet
 from ..paths import REPO_ROOT
 from .process import allocate_ports, release_ports
 from .base_images import (BASE_IMAGES, BuildEnvironmentError, base_image_name, environment_error,
@@ -193,7 +203,7 @@ def remove_labelled(client, *, run_id: str | None = None, images: bool = True) -
     and what could not be, per kind. Order matters: containers hold networks/volumes."""
     filters = {"label": [f"{LABEL}=1"] + ([f"{RUN_LABEL}={run_id}"] if run_id else [])}
     done: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": [],
-                                  "images": [], "errors": []}
+                                  "images": [], "links": [], "errors": []}
     for c in client.containers.list(all=True, filters=filters):
         try:
             c.remove(force=True, v=True)
@@ -207,6 +217,11 @@ def remove_labelled(client, *, run_id: str | None = None, images: bool = True) -
             done["networks"].append(n.name)
         except Exception as exc:
             done["errors"].append(f"network {n.name}: {exc}")
+    # Host ends of isolated networks' veth pairs whose grader namespace outlived its
+    # grader (docker_network); in this namespace only, so a grader's own sweep finds none.
+    links, link_errors = dnet.remove_leftover_links(run_id)
+    done["links"].extend(links)
+    done["errors"].extend(link_errors)
     for v in client.volumes.list(filters=filters):
         try:
             v.remove(force=True)
@@ -317,21 +332,27 @@ def tar_listing(blob: bytes) -> tuple[list[tarfile.TarInfo], dict[str, bytes]]:
     return members, files
 
 
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0")
+
+
 def translate_agent_addr(addr: str | None, agent: str, endpoints: dict[str, Endpoint],
                          proxy_host: str) -> str:
     """Translate an agent address as the grader sees it into one the orchestrator's
-    container can reach. Unset, or an agent's own host endpoint (127.0.0.1:<published
-    port>) -> that agent on the private network (`collector:7001`). Any other loopback or
-    wildcard address (a fault proxy on the host) -> the same port on the network gateway,
-    `proxy_host`, where such proxies must listen. Anything else is kept as it is."""
+    container can reach. Unset, or an agent's own endpoint (its container address and
+    port; with published ports, 127.0.0.1:<published port>) -> that agent on the private
+    network (`collector:7001`). Any other loopback or wildcard address (a fault proxy of
+    the grader) -> the same port on `proxy_host`, where such proxies must also listen.
+    Anything else is kept as it is."""
     if not addr:
         return f"{agent}:{CONTAINER_PORTS[agent]}"
     host, sep, port = addr.rpartition(":")
-    if not sep or host not in ("127.0.0.1", "localhost", "0.0.0.0"):
+    if not sep:
         return addr
     for role, ep in endpoints.items():
-        if str(ep.port) == port:
+        if str(ep.port) == port and (ep.host == host or (host in _LOCAL_HOSTS and ep.host in _LOCAL_HOSTS)):
             return f"{role}:{CONTAINER_PORTS[role]}"
+    if host not in _LOCAL_HOSTS:
+        return addr
     return f"{proxy_host}:{port}"
 
 
@@ -348,8 +369,8 @@ def _slug(name: str) -> str:
     return (s or "submission")[:48]
 
 
-def _http_ok(port: int, path: str, timeout: float) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def _http_ok(host: str, port: int, path: str, timeout: float) -> bool:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path)
         return conn.getresponse().status == 200
@@ -414,13 +435,18 @@ class DockerDriver(Driver):
     `FD_NODE_BASE_IMAGE`) or its local image (`faultdrill/python-base:bookworm`,
     `faultdrill/node-base:bookworm`) if that exists, else none (the Dockerfile's own
     default). `keep_images`: leave built images for the next run
-    (`faultdrill clean` removes them)."""
+    (`faultdrill clean` removes them). `isolate_network`: True requires the isolated
+    network (`docker_network`; a deployment fails with NetworkIsolationError where it
+    cannot be made), False is the plain bridge (`--unsafe-no-sandbox`), None isolates
+    whenever the grader runs in a namespace of its own (`faultdrill grade`, or
+    `docker_network.grader_namespace()`) and otherwise uses the plain bridge."""
 
     name = "docker"
 
     def __init__(self, *, base_image: str | None = None, keep_images: bool = False,
-                 client=None, read_only: bool = True):
+                 client=None, read_only: bool = True, isolate_network: bool | None = None):
         self._client = client
+        self.isolate_network = isolate_network
         self._own_client = client is None
         self.base_image = base_image
         self.keep_images = keep_images
@@ -443,6 +469,42 @@ class DockerDriver(Driver):
         if self._client is None:
             self._client = connect()
         return self._client
+
+    def engine_namespace(self) -> int | None:
+        """The engine's namespace descriptor when deployments are to be isolated, else
+        None (plain bridge); raises NetworkIsolationError when isolation is required
+        but the grader has no namespace of its own."""
+        if self.isolate_network is False:
+            return None
+        fd = dnet.engine_namespace()
+        if fd is None and self.isolate_network:
+            raise dnet.NetworkIsolationError(
+                "the Docker network can only be isolated when the grader runs in a network "
+                "namespace of its own (run `faultdrill grade`, or use "
+                "docker_network.grader_namespace() in-process)")
+        return fd
+
+    def sandbox_description(self) -> dict:
+        """What reports show about isolation (the grade metadata's `sandbox`): the
+        UNSANDBOXED banner when the network was deliberately left open."""
+        common = {"tool": "docker", "user": "the image's non-root USER, else 65534:65534",
+                  "capabilities": "none (cap_drop ALL)", "no_new_privs": True,
+                  "filesystem": "the image, read-only; one volume per service; nothing of the host",
+                  "limits": {"pids": 512, "memory_bytes": 1024 ** 3, "cpus": SERVICE_NANO_CPUS / 1e9}}
+        if self.isolate_network is False:
+            return {"mode": "docker", "enabled": False, **common,
+                    "network": "NOT isolated: a plain bridge network with the engine's NAT",
+                    "reason": "--unsafe-no-sandbox: the Docker network was not isolated, so the "
+                              "containers could reach this machine's listening ports, other grades "
+                              "and outside networks"}
+        if dnet.engine_namespace() is None:
+            return {"mode": "docker", **common,
+                    "network": "not isolated: this run did not enter a namespace of its own (it "
+                               "was started in-process, not as `faultdrill grade`): a plain bridge "
+                               "network with the engine's NAT"}
+        return {"mode": "docker", **common,
+                "network": "isolated: an internal bridge per deployment with no host address, "
+                           "joined only to the grade's own network namespace"}
 
     def _base_image(self, language: str = "python") -> str | None:
         """The BASE_IMAGE to pass for `language`, or None when it does not exist here
@@ -563,7 +625,12 @@ class DockerDeployment(Deployment):
         for role, env in self.base_env.items():
             self._check_env_keys(env, f"base_env[{role!r}]")
         self.labels = {LABEL: "1", RUN_LABEL: run_id}
-        self.proxy_host = "127.0.0.1"       # replaced by the network gateway on creation
+        self.proxy_host = "127.0.0.1"       # replaced by the grader's (or gateway) address
+        #: The isolated network's plan (None: a plain bridge with published ports).
+        self.address_plan: dnet.AddressPlan | None = None
+        self.link_names = dnet.names_for(run_id)
+        self._namespaces: dnet.Namespaces | None = None
+        self._plumbed = False
         self._endpoints: dict[str, Endpoint] = {}
         self._containers: dict[str, object] = {}
         self._env: dict[str, dict[str, str]] = {}
@@ -583,14 +650,11 @@ class DockerDeployment(Deployment):
 
     # -- setup ---------------------------------------------------------------------------
     def _create_resources(self) -> None:
-        self._network = self.client.networks.create(
-            self.network_name, driver="bridge", labels=self.labels, check_duplicate=True)
-        self._network.reload()
-        try:
-            self.proxy_host = self._network.attrs["IPAM"]["Config"][0]["Gateway"]
-        except (KeyError, IndexError, TypeError):
-            raise StartError("network", f"network {self.network_name} has no gateway "
-                             "address; fault proxies could not be reached") from None
+        engine_fd = self.driver.engine_namespace()
+        if engine_fd is not None:
+            self._create_isolated_network(engine_fd)
+        else:
+            self._create_bridge_network()
         for role in ROLES:
             self.client.volumes.create(self._volumes[role],
                                        labels=dict(self.labels, **{ROLE_LABEL: role}))
@@ -599,15 +663,73 @@ class DockerDeployment(Deployment):
         self._created_volumes.append(self._files_volume)
         if self.user is not None:
             self._hand_volumes_to(self.user)
-        ports = allocate_ports(2 * len(ROLES))
-        self._claimed_ports = ports
-        for i, role in enumerate(ROLES):
-            self._endpoints[role] = Endpoint(role=role, host="127.0.0.1", port=ports[2 * i],
-                                             http_port=ports[2 * i + 1])
+        if self.address_plan is not None:
+            for role in ROLES:
+                port = CONTAINER_PORTS[role]
+                self._endpoints[role] = Endpoint(role=role, host=self.address_plan.containers[role],
+                                                 port=port, http_port=port + 100)
+        else:
+            ports = allocate_ports(2 * len(ROLES))
+            self._claimed_ports = ports
+            for i, role in enumerate(ROLES):
+                self._endpoints[role] = Endpoint(role=role, host="127.0.0.1", port=ports[2 * i],
+                                                 http_port=ports[2 * i + 1])
         # Containers exist (created, not started) from the start, so memory can be
         # seeded or damaged before a service's first start.
         for role in ROLES:
             self._create_container(role, self._env_for(role, None))
+
+    def _create_bridge_network(self) -> None:
+        """The plain bridge (not isolated): the engine's NAT, the host at the gateway."""
+        self._network = self.client.networks.create(
+            self.network_name, driver="bridge", labels=self.labels, check_duplicate=True)
+        self._network.reload()
+        try:
+            self.proxy_host = self._network.attrs["IPAM"]["Config"][0]["Gateway"]
+        except (KeyError, IndexError, TypeError):
+            raise StartError("network", f"network {self.network_name} has no gateway "
+                             "address; fault proxies could not be reached") from None
+
+    def _create_isolated_network(self, engine_fd: int) -> None:
+        """An internal network on a free subnet, the grader's namespace joined to its
+        bridge, the host's addresses removed from it (docker_network), all before any
+        container exists. A subnet Docker refuses as overlapping (a concurrent grader
+        took it meanwhile) is retried with another."""
+        from docker.errors import APIError
+        from docker.types import IPAMConfig, IPAMPool
+        self._namespaces = dnet.Namespaces(engine_fd)
+        taken = dnet.host_networks(self._namespaces)
+        for net in self.client.networks.list():
+            for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+                if cfg.get("Subnet"):
+                    taken.append(cfg["Subnet"])
+        rng = random.SystemRandom()
+        last_error = None
+        for _ in range(8):
+            plan = dnet.plan_addresses(dnet.choose_subnet(rng, taken))
+            ipam = IPAMConfig(pool_configs=[IPAMPool(
+                subnet=str(plan.subnet), gateway=plan.gateway,
+                aux_addresses={"grader": plan.grader})])
+            try:
+                self._network = self.client.networks.create(
+                    self.network_name, driver="bridge", internal=True, ipam=ipam,
+                    options={"com.docker.network.bridge.name": self.link_names.bridge,
+                             "com.docker.network.bridge.enable_ip_masquerade": "false"},
+                    labels=self.labels, check_duplicate=True)
+                break
+            except APIError as exc:
+                if "overlap" not in str(exc).lower():
+                    raise
+                last_error = exc
+                taken.append(plan.subnet)
+        else:
+            raise dnet.NetworkIsolationError(f"no subnet Docker accepts: {last_error}")
+        steps = dnet.plumbing_steps(self.link_names, plan,
+                                    engine_ns_path=f"/proc/self/fd/{self._namespaces.engine}")
+        self._plumbed = True        # from here on, close() deletes the veth pair
+        dnet.run_steps(steps, self._namespaces)
+        self.address_plan = plan
+        self.proxy_host = plan.grader
 
     def _hand_volumes_to(self, user: str) -> None:
         """An image without a non-root USER runs as `user`; Docker initialises its memory
@@ -661,19 +783,25 @@ class DockerDeployment(Deployment):
         ep = self._endpoints[role]
         port = CONTAINER_PORTS[role]
         name = f"{self.prefix}-{role}"
+        if self.address_plan is not None:    # isolated: a static address, nothing published
+            ports = {}
+            endpoint = self.client.api.create_endpoint_config(
+                aliases=[role], ipv4_address=self.address_plan.containers[role])
+        else:
+            ports = {f"{port}/tcp": ("127.0.0.1", ep.port),
+                     f"{port + 100}/tcp": ("127.0.0.1", ep.http_port)}
+            endpoint = self.client.api.create_endpoint_config(aliases=[role])
         container = self.client.containers.create(
             self.image_id, command=container_command(self.submission, role), name=name,
             hostname=role, environment=env,
             labels=dict(self.labels, **{ROLE_LABEL: role}),
-            ports={f"{port}/tcp": ("127.0.0.1", ep.port),
-                   f"{port + 100}/tcp": ("127.0.0.1", ep.http_port)},
+            ports=ports,
             # The files volume is writable only because the archive API refuses to write
             # into a read-only mount; services merely read what the grader placed there.
             volumes={self._volumes[role]: {"bind": CONTAINER_MEMORY_DIR, "mode": "rw"},
                      self._files_volume: {"bind": CONTAINER_FILES_DIR, "mode": "rw"}},
             network=self.network_name,
-            networking_config={self.network_name:
-                               self.client.api.create_endpoint_config(aliases=[role])},
+            networking_config={self.network_name: endpoint},
             read_only=self.driver.read_only, tmpfs={"/tmp": "size=16m,mode=1777"},
             cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
             pids_limit=512, mem_limit="1g", stop_signal="SIGTERM", init=True,
@@ -740,7 +868,7 @@ class DockerDeployment(Deployment):
                 pass
 
     def _wait_started(self, role: str, timeout: float) -> None:
-        """SPEC §3: started = the TCP port accepts and GET /livez answers 200. Through the
+        """SPEC §3: started = the TCP port accepts and GET /livez answers 200. Through a
         published port only an HTTP answer proves the service itself is listening
         (docker-proxy accepts TCP connections on behalf of a container that does not)."""
         ep = self._endpoints[role]
@@ -755,7 +883,7 @@ class DockerDeployment(Deployment):
                                   self.logs(role, "stderr", current_run=True)[-30:]]
                                  + [f"stdout| {ln}" for ln in
                                     self.logs(role, "stdout", current_run=True)[-10:]], code)
-            if _http_ok(ep.http_port, "/livez", 1.0):
+            if _http_ok(ep.host, ep.http_port, "/livez", 1.0):
                 try:
                     with socket.create_connection((ep.host, ep.port), timeout=1.0):
                         return
@@ -785,14 +913,23 @@ class DockerDeployment(Deployment):
             return self.exit_code(role)
 
     def signal_term(self, role: str) -> None:
+        self._signal(role, signal.SIGTERM)
+
+    #: docker-init (`init: true`) forwards SIGINT to the service like SIGTERM.
+    can_signal_int = True
+
+    def signal_int(self, role: str) -> None:
+        self._signal(role, signal.SIGINT)
+
+    def _signal(self, role: str, sig: signal.Signals) -> None:
         with self._lock:
             state = self._state(role)
             if not state.get("Running"):
                 return
             if state.get("Paused"):
                 self._container(role).unpause()
-            self._sent[role].add(signal.SIGTERM)
-            self.client.api.kill(self._container(role).id, signal="SIGTERM")
+            self._sent[role].add(sig)
+            self.client.api.kill(self._container(role).id, signal=sig.name)
 
     def wait(self, role: str, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
@@ -993,6 +1130,13 @@ class DockerDeployment(Deployment):
                     if "No such container" not in str(exc):
                         report.errors.append(f"container {role}: {exc}")
             self._containers.clear()
+            if self._plumbed and self._namespaces is not None:
+                try:
+                    dnet.run_steps(dnet.teardown_steps(self.link_names), self._namespaces)
+                except dnet.NetworkIsolationError as exc:
+                    report.errors.append(str(exc))
+            if self._namespaces is not None:
+                self._namespaces.close()
             if self._network is not None:
                 try:
                     self._network.remove()

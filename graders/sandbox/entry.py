@@ -1,11 +1,14 @@
 """What `faultdrill grade` / `check` do about the sandbox before anything else.
 
 Why one function for both commands: the order matters and must not drift between them.
-1. With `--unsafe-no-sandbox`, or with a driver that isolates by itself (docker), nothing.
-2. Otherwise the sandbox must work here (`probe`); if it cannot, the command refuses with
+1. With `--unsafe-no-sandbox`, nothing.
+2. Otherwise the sandbox must work here (`probe`; for `--driver docker`, the network
+   isolation of graders/drivers/docker_network.py); if it cannot, the command refuses with
    one line and exit 3 (incomplete: nothing was graded), saying what to do instead.
 3. Then, when the command is the process's own entry point, it re-execs itself (same pid)
-   into the grade's own network + mount namespace (`netns`), and sets that up once.
+   into the grade's own network + mount namespace (`netns`), and sets that up once. For
+   the Docker driver the namespace it was started in (the engine's) is kept open across
+   the re-exec, so that each deployment's bridge can be joined to the grade's namespace.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ __all__ = ["prepare_command", "ADVICE", "EXIT_INCOMPLETE"]
 EXIT_INCOMPLETE = 3
 ADVICE = ("use --driver docker, or grade inside a throwaway VM, or pass --unsafe-no-sandbox "
           "knowingly (docs/THREAT_MODEL.md)")
+DOCKER_ADVICE = ("grade as root on the engine's own machine with iproute2 installed, or use the "
+                 "process driver, or pass --unsafe-no-sandbox knowingly (docs/DOCKER.md)")
 _set_up: dict | None = None
 
 
@@ -33,29 +38,43 @@ def _is_entry(command: str) -> bool:
 
 
 def sandbox_wanted(args) -> bool:
-    return (getattr(args, "driver", "process") == "process"
+    return (getattr(args, "driver", "process") in ("process", "docker")
             and not getattr(args, "unsafe_no_sandbox", False) and enabled_by_default())
 
 
 def prepare_command(args, command: str) -> int | None:
     """None to go on, or the exit status to return at once (see the module docstring)."""
     global _set_up
-    if getattr(args, "driver", "process") != "process" or getattr(args, "unsafe_no_sandbox", False):
+    driver = getattr(args, "driver", "process")
+    if driver not in ("process", "docker") or getattr(args, "unsafe_no_sandbox", False):
         return None
     if not enabled_by_default():
         return None
-    found = probe()
-    if not found.ok:
-        print(f"faultdrill {command}: cannot sandbox the candidate's code here: {found.reason}; "
-              f"{ADVICE}", file=sys.stderr)
-        return EXIT_INCOMPLETE
+    if driver == "docker":
+        from graders.drivers.docker_network import export_engine_namespace, isolation_unavailable
+        why = isolation_unavailable()
+        if why:
+            print(f"faultdrill {command}: cannot isolate the Docker containers' network here: "
+                  f"{why}; {DOCKER_ADVICE}", file=sys.stderr)
+            return EXIT_INCOMPLETE
+    else:
+        found = probe()
+        if not found.ok:
+            print(f"faultdrill {command}: cannot sandbox the candidate's code here: {found.reason}; "
+                  f"{ADVICE}", file=sys.stderr)
+            return EXIT_INCOMPLETE
     if _is_entry(command) and not netns.inside():
+        if driver == "docker":
+            export_engine_namespace()           # inherited across the re-exec
         try:
             netns.enter(sys.argv[1:])          # returns only when it could not exec
         except netns.NamespaceUnavailable as exc:
             print(f"faultdrill {command}: cannot give the grade its own network namespace here: "
-                  f"{exc}; {ADVICE}", file=sys.stderr)
+                  f"{exc}; {DOCKER_ADVICE if driver == 'docker' else ADVICE}", file=sys.stderr)
             return EXIT_INCOMPLETE
+    if driver == "docker" and netns.inside():
+        from graders.drivers.docker_network import engine_namespace
+        engine_namespace()      # take the descriptor now: no child of the grader inherits it
     if netns.inside() and _set_up is None:
         try:
             _set_up = netns.setup_inside()
