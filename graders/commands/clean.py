@@ -36,6 +36,8 @@ def _listing(client, run_id: str | None, images: bool) -> dict[str, list[str]]:
     if images:
         out["images"] = [(i.tags or [i.short_id])[0]
                          for i in client.images.list(filters=filters)]
+    from graders.drivers.docker_network import leftover_links
+    out["links"] = leftover_links(run_id)     # veth ends of isolated networks
     return out
 
 

@@ -51,7 +51,7 @@ __all__ = [
     "ROLE_HOSTS", "NetworkIsolationError", "Names", "AddressPlan", "Step", "names_for",
     "choose_subnet", "plan_addresses", "docker_ipam", "plumbing_steps", "teardown_steps",
     "isolation_unavailable", "export_engine_namespace", "engine_namespace", "grader_namespace",
-    "Namespaces", "run_steps", "host_networks", "remove_leftover_links", "LINK_RE",
+    "Namespaces", "run_steps", "host_networks", "leftover_links", "remove_leftover_links", "LINK_RE",
 ]
 
 #: The variable carrying the descriptor of the engine's network namespace across the
@@ -231,8 +231,6 @@ def export_engine_namespace() -> None:
     """Before `faultdrill grade` re-execs itself into its own namespace: keep the current
     (the engine's) network namespace open as an inheritable descriptor named in
     ENGINE_NETNS_ENV. Only for the Docker driver; `engine_namespace` takes it back."""
-    if os.environ.get(ENGINE_NETNS_ENV):
-        return
     fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     os.set_inheritable(fd, True)
     os.environ[ENGINE_NETNS_ENV] = str(fd)
@@ -375,22 +373,26 @@ def host_networks(ns: Namespaces) -> list[ipaddress.IPv4Network]:
     return out
 
 
-def remove_leftover_links(run_id: str | None = None) -> tuple[list[str], list[str]]:
-    """Delete host-side veth ends this module made (`fdh-<run>`) in the current network
-    namespace: what a grader left when its namespace outlived it. (removed, errors)."""
+def leftover_links(run_id: str | None = None) -> list[str]:
+    """Host-side veth ends this module made (`fdh-<run>`, or only `run_id`'s) that exist in
+    the current network namespace."""
     if shutil.which("ip") is None:
-        return [], []
+        return []
     try:
         proc = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True,
                               timeout=STEP_TIMEOUT, stdin=subprocess.DEVNULL)
         links = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
     except (OSError, subprocess.TimeoutExpired, ValueError):
-        return [], []
+        return []
+    return [name for name in (link.get("ifname", "") for link in links)
+            if LINK_RE.match(name) and (not run_id or name == f"fdh-{run_id}")]
+
+
+def remove_leftover_links(run_id: str | None = None) -> tuple[list[str], list[str]]:
+    """Delete `leftover_links(run_id)`: what a grader left when its namespace outlived it
+    (deleting the host end deletes the pair). (removed, errors)."""
     removed, errors = [], []
-    for link in links:
-        name = link.get("ifname", "")
-        if not LINK_RE.match(name) or (run_id and name != f"fdh-{run_id}"):
-            continue
+    for name in leftover_links(run_id):
         proc = subprocess.run(["ip", "link", "del", name], capture_output=True, text=True,
                               timeout=STEP_TIMEOUT, stdin=subprocess.DEVNULL)
         if proc.returncode == 0 or "Cannot find device" in proc.stderr:

@@ -74,7 +74,13 @@ def prepare_command(args, command: str) -> int | None:
             return EXIT_INCOMPLETE
     if driver == "docker" and netns.inside():
         from graders.drivers.docker_network import engine_namespace
-        engine_namespace()      # take the descriptor now: no child of the grader inherits it
+        # Take the descriptor now (no child of the grader inherits it); without it the
+        # deployments could not be isolated, and a grade must never silently be less so.
+        if engine_namespace() is None:
+            print(f"faultdrill {command}: cannot isolate the Docker containers' network here: "
+                  "the engine's network namespace was not carried into the grade's; "
+                  f"{DOCKER_ADVICE}", file=sys.stderr)
+            return EXIT_INCOMPLETE
     if netns.inside() and _set_up is None:
         try:
             _set_up = netns.setup_inside()
