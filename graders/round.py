@@ -208,12 +208,31 @@ def sweep_orphans(exclude: set[int], *, passes: int = 5) -> list[str]:
                 pass
             if args:                          # a zombie has no command line: just reaped
                 stopped.append(f"pid {pid}: {args[:160]}")
-        for pid, _group, _args in orphans:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+        _reap(me, {pid for pid, _group, _args in orphans})
     return stopped
+
+
+REAP_WAIT_S = 10.0
+
+
+def _reap(me: int, killed: set[int]) -> None:
+    """Reap every child that can be reaped, until none of `killed` is left, within a bound.
+
+    Why never a blocking wait on one pid: a grade's PID-namespace reaper
+    (graders/sandbox/reaper.py) that is killed finishes exiting only once every process of
+    its namespace has been reaped, and some of those (a grade's sandboxes, orphaned with
+    it) are zombies whose parent is now this subreaper: waiting for the reaper before
+    reaping them would wait forever."""
+    deadline = time.monotonic() + REAP_WAIT_S
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return
+        if not any(pid in killed for pid, _group, _args in _children_of(me)) or time.monotonic() >= deadline:
+            return
+        time.sleep(0.02)
 
 class _Running:
     """Process groups of the grades in flight, so an interrupt can end all of them."""
