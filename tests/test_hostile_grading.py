@@ -28,7 +28,7 @@ from tests.defects.grading import GradeRun, grade
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "hostile"
 SEED = int(os.environ.get("FD_HOSTILE_SEED", "4242"))
-PARALLEL = 3
+PARALLEL = 6
 # Each grade must finish within this. Observed on a quiet 2-core machine with 49 checks:
 # 2-147 s (a service that answers garbage is not "dead", so every check runs and waits out
 # its own bounds; a dead one fails fast, tests/test_dead_submission.py).
