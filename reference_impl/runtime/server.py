@@ -136,7 +136,8 @@ class ProtocolServer:
             _shutdown(s)
         end = time.monotonic() + join_timeout_s
         for t in threads:
-            t.join(timeout=max(0.0, end - time.monotonic()))
+            if t.ident is not None:          # never started (see _accept_loop): nothing to join
+                t.join(timeout=max(0.0, end - time.monotonic()))
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=max(0.0, end - time.monotonic()) + POLL_S)
 
@@ -178,7 +179,17 @@ class ProtocolServer:
                                      name=f"conn-{conn_id}", daemon=True)
                 with self._lock:
                     self._threads.add(t)
-                t.start()
+                try:
+                    t.start()
+                except RuntimeError as exc:
+                    # No thread to be had (a process or address-space limit): this one
+                    # connection is closed unserved, and accepting goes on.
+                    with self._lock:
+                        self._threads.discard(t)
+                        self._conns.pop(conn_id, None)
+                    _shutdown(sock)
+                    _close(sock)
+                    self._report("thread", exc)
         finally:
             listener.close()
 
