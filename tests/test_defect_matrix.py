@@ -6,7 +6,7 @@ Each folder under tests/defects/ is the reference with one monkeypatched mistake
 tests/defects/assemble.py (the sandbox shows a submission only its own folder);
 tests/defects/matrix.toml says which checks a FULL
 grade of it must fail, with a reason per check; docs/DEFECT_MATRIX.md is generated from
-that table. The slow test runs all the grades (five at a time, seed printed) and
+that table. The slow test runs all the grades (six at a time, seed printed) and
 compares failing sets exactly, so a check that stops catching its defect, or starts
 failing a defect it has nothing to do with, shows up here with the grader's evidence.
 """
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFECTS = ROOT / "tests" / "defects"
 LAUNCHER = DEFECTS / "launch_common.py"
 SEED = int(os.environ.get("FD_DEFECT_SEED", "20261129"))
-PARALLEL = 5
+PARALLEL = 6
 GRADE_TIMEOUT_S = 150.0
 
 CHECK_IDS = {c.id for c in all_checks()}
