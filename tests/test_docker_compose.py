@@ -39,13 +39,7 @@ SPEC_18_1_FRAME = {**spec_examples.SUBMIT_FRAME, "token": TOKEN}
 SPEC_18_1_RESULT = spec_examples.REPORT_OUT
 
 
-def _require_engine():
-    from graders.drivers.docker import ensure_engine
-    ok, reason = ensure_engine()
-    if not ok:
-        if os.environ.get("FAULTDRILL_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"FAULTDRILL_REQUIRE_DOCKER=1 but no Docker engine: {reason}")
-        pytest.skip(f"no Docker engine can run here: {reason}")
+from tests.docker_engine import require_engine as _require_engine  # noqa: E402
 
 
 def _compose_cmd() -> list[str]:
