@@ -31,14 +31,10 @@ def sigterm_drain(ctx):
     """A task is mid-pipeline (collect and analyze replies slowed 150 ms each) when the
     orchestrator gets SIGTERM: the client still receives submit_ok with the right result,
     the process logs event shutdown and exits 0 within FD_SHUTDOWN_GRACE_MS + 1 s. Then
-    the same with SIGINT (SPEC §17: SIGINT behaves like SIGTERM), where the driver can
-    send it (the process driver; under another the timeline says the phase was not run)."""
+    the same with SIGINT (SPEC §17: SIGINT behaves like SIGTERM)."""
     dep = ctx.deployment
     _drain_on(ctx, "SIGTERM", dep.signal_term)
-    if dep.can_signal_int:
-        _drain_on(ctx, "SIGINT", dep.signal_int)
-    else:
-        ctx.note("note", f"SIGINT phase not run: the {type(dep).__name__} cannot send SIGINT")
+    _drain_on(ctx, "SIGINT", dep.signal_int)
 
 
 def _drain_on(ctx, name: str, send_signal) -> None:

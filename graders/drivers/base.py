@@ -109,13 +109,10 @@ class Deployment(ABC):
     @abstractmethod
     def signal_term(self, role: str) -> None: ...
 
-    #: Whether signal_int is implemented (SPEC §17: SIGINT behaves like SIGTERM); a driver
-    #: that sets it True overrides signal_int. Checks skip their SIGINT phase without it.
-    can_signal_int = False
-
+    @abstractmethod
     def signal_int(self, role: str) -> None:
-        """SIGINT to the service's main process, as signal_term sends SIGTERM."""
-        raise NotImplementedError(f"{type(self).__name__} cannot send SIGINT")
+        """SIGINT to the service's main process, as signal_term sends SIGTERM (SPEC §17:
+        SIGINT behaves like SIGTERM)."""
 
     @abstractmethod
     def wait(self, role: str, timeout: float) -> int | None: ...

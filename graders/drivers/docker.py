@@ -915,10 +915,8 @@ class DockerDeployment(Deployment):
     def signal_term(self, role: str) -> None:
         self._signal(role, signal.SIGTERM)
 
-    #: docker-init (`init: true`) forwards SIGINT to the service like SIGTERM.
-    can_signal_int = True
-
     def signal_int(self, role: str) -> None:
+        # docker-init (`init: true`) forwards SIGINT to the service like SIGTERM.
         self._signal(role, signal.SIGINT)
 
     def _signal(self, role: str, sig: signal.Signals) -> None:

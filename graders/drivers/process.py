@@ -841,8 +841,6 @@ class ProcessDeployment(Deployment):
         for cap in svc.captures:
             cap.join(2.0)
 
-    can_signal_int = True
-
     def signal_term(self, role: str) -> None:
         self._signal_main(role, signal.SIGTERM)
 
