@@ -77,6 +77,22 @@ def patch(target: str, make: Callable[[Any], Any], *, expect: type | tuple = obj
     _applied.append(target)
 
 
+def patch_default(variable: str, field: str, value: Any) -> None:
+    """A wrong SPEC §2 default: when ``variable`` is unset or blank, the configuration's
+    ``field`` is ``value``; set, it is read as the reference reads it."""
+    import dataclasses
+
+    def make(original):
+        def load_config(role, environ):
+            config = original(role, environ)
+            if not (environ.get(variable) or "").strip(" \t"):
+                config = dataclasses.replace(config, **{field: value})
+            return config
+        return load_config
+
+    patch("reference_impl.runtime.config:load_config", make)
+
+
 def applied() -> list[str]:
     return list(_applied)
 

@@ -6,18 +6,6 @@ set, the cap is right; unset (or empty), a service keeps a 129th connection open
 of answering it `busy` and closing it. Patched: ``load_config`` fills in 1024 when the
 variable is unset or blank.
 """
-import dataclasses
+from launch_common import patch_default
 
-from launch_common import patch
-
-
-def _make(original):
-    def load_config(role, environ):
-        config = original(role, environ)
-        if not (environ.get("FD_MAX_CONNECTIONS") or "").strip(" \t"):
-            config = dataclasses.replace(config, max_connections=1024)
-        return config
-    return load_config
-
-
-patch("reference_impl.runtime.config:load_config", _make)
+patch_default("FD_MAX_CONNECTIONS", "max_connections", 1024)

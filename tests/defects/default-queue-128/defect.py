@@ -6,18 +6,6 @@ variable set, admission is right; unset (or empty), the orchestrator queues up t
 tasks, so the 65th waiting task is admitted instead of being answered `busy`. Patched:
 ``load_config`` fills in 128 when the variable is unset or blank.
 """
-import dataclasses
+from launch_common import patch_default
 
-from launch_common import patch
-
-
-def _make(original):
-    def load_config(role, environ):
-        config = original(role, environ)
-        if not (environ.get("FD_QUEUE_SIZE") or "").strip(" \t"):
-            config = dataclasses.replace(config, queue_size=128)
-        return config
-    return load_config
-
-
-patch("reference_impl.runtime.config:load_config", _make)
+patch_default("FD_QUEUE_SIZE", "queue_size", 128)
